@@ -1,0 +1,9 @@
+"""Blueprints, thin: parse, call one domain function, shape the response."""
+
+from .conversations import bp as conversations_bp
+from .health import bp as health_bp
+from .sessions import bp as sessions_bp
+from .stream import bp as stream_bp
+from .widget import bp as widget_bp
+
+BLUEPRINTS = (health_bp, sessions_bp, stream_bp, conversations_bp, widget_bp)

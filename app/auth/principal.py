@@ -1,0 +1,28 @@
+"""Who is calling: the result of authentication, handed to every domain function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCOPES = frozenset({"chat", "actions:preview", "actions:execute", "admin"})
+ROLE_SCOPES = {
+    "member": frozenset({"chat", "actions:preview", "actions:execute"}),
+    "admin": SCOPES,
+}
+ANONYMOUS_SCOPES = frozenset({"chat"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: str  # "anon:<sub>", "user:<id>" or "key:<id>": the owner id stored on rows
+    kind: str  # anonymous | user | api_key
+    subject: str
+    tenant_id: str | None
+    scopes: frozenset[str]
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.kind == "anonymous"
+
+    def has_scopes(self, *required: str) -> bool:
+        return set(required) <= self.scopes

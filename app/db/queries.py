@@ -1,0 +1,164 @@
+"""Queries over users' data. Every read of a user's rows takes the principal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..auth.principal import Principal
+from ..errors import forbidden, not_found
+from .models import Conversation, Message, Stream, utcnow
+
+TITLE_CHARS = 80
+
+
+def get_owned_conversation(session: Session, principal: Principal, conversation_id: str) -> Conversation:
+    """The caller's conversation; 404 when unknown, 403 when another's."""
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise not_found("conversation")
+    if conversation.owner_id != principal.id:
+        raise forbidden("conversation")
+    return conversation
+
+
+def create_conversation(session: Session, principal: Principal, first_message: str) -> Conversation:
+    title = " ".join(first_message.split())[:TITLE_CHARS]
+    conversation = Conversation(owner_id=principal.id, tenant_id=principal.tenant_id, title=title)
+    session.add(conversation)
+    session.flush()
+    return conversation
+
+
+def add_message(session: Session, conversation_id: str, role: str, content: str, **usage: Any) -> Message:
+    """Append a message after the conversation's last one."""
+    last = session.scalar(select(func.max(Message.seq)).where(Message.conversation_id == conversation_id))
+    message = Message(conversation_id=conversation_id, seq=(last or 0) + 1, role=role, content=content, **usage)
+    session.add(message)
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is not None:
+        conversation.updated_at = utcnow()
+    session.flush()
+    return message
+
+
+def recent_messages(session: Session, conversation_id: str, limit: int) -> list[dict[str, str]]:
+    """The last `limit` messages as provider chat messages, oldest first."""
+    rows = session.scalars(
+        select(Message)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.seq.desc(), Message.created_at.desc())
+        .limit(limit)
+    ).all()
+    return [{"role": row.role, "content": row.content} for row in reversed(rows)]
+
+
+def list_conversations(session: Session, principal: Principal) -> list[dict[str, Any]]:
+    counts = (
+        select(Message.conversation_id, func.count(Message.id).label("n"))
+        .group_by(Message.conversation_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Conversation, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.conversation_id == Conversation.id)
+        .where(Conversation.owner_id == principal.id)
+        .order_by(Conversation.updated_at.desc())
+    ).all()
+    return [conversation_summary(conversation, count) for conversation, count in rows]
+
+
+def conversation_summary(conversation: Conversation, message_count: int) -> dict[str, Any]:
+    return {
+        "id": conversation.id,
+        "title": conversation.title,
+        "created_at": _iso(conversation.created_at),
+        "updated_at": _iso(conversation.updated_at),
+        "message_count": message_count,
+    }
+
+
+def conversation_detail(conversation: Conversation) -> dict[str, Any]:
+    messages = [message_dict(message) for message in conversation.messages]
+    return {**conversation_summary(conversation, len(messages)), "messages": messages}
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    usage = None
+    if message.role == "assistant":
+        usage = {
+            "prompt_tokens": message.prompt_tokens,
+            "completion_tokens": message.completion_tokens,
+            "cost_usd": message.cost_usd,
+        }
+    return {
+        "id": message.id,
+        "role": message.role,
+        "content": message.content,
+        "model": message.model,
+        "created_at": _iso(message.created_at),
+        "usage": usage,
+    }
+
+
+def get_stream(session: Session, stream_id: str) -> Stream | None:
+    return session.get(Stream, stream_id)
+
+
+def get_owned_stream(session: Session, principal: Principal, stream_id: str) -> Stream:
+    """The caller's stream row; 404 when unknown, 403 when another's."""
+    stream = session.get(Stream, stream_id)
+    if stream is None:
+        raise not_found("stream")
+    if stream.owner_id != principal.id:
+        raise forbidden("stream")
+    return stream
+
+
+def finish_stream(
+    session: Session,
+    stream_id: str,
+    *,
+    content: str,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cost_usd: float,
+    finish_reason: str | None,
+    error_code: str | None = None,
+) -> str | None:
+    """Record the assistant's reply (when any) and the stream's end; the message id."""
+    stream = session.get(Stream, stream_id)
+    if stream is None:
+        return None
+    message_id = None
+    if content or error_code is None:
+        message = add_message(
+            session,
+            stream.conversation_id,
+            "assistant",
+            content,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost_usd,
+        )
+        message_id = message.id
+    stream.status = "failed" if error_code else "finished"
+    stream.finish_reason = finish_reason
+    stream.error_code = error_code
+    stream.message_id = message_id
+    stream.cost_usd = cost_usd
+    stream.finished_at = datetime.now(UTC)
+    return message_id
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite returns naive datetimes; they were stored as UTC
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat().replace("+00:00", "Z")

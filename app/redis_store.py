@@ -1,0 +1,44 @@
+"""The process's Redis client and the key prefix every Relay key and channel uses."""
+
+from __future__ import annotations
+
+import redis
+
+
+class RedisStore:
+    """Lazily creates one pooled client per process; `key()` names Relay's keys."""
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.prefix = "relay:"
+        self._client: redis.Redis | None = None
+
+    def init(self, url: str, prefix: str) -> None:
+        if self._client is not None and url != self.url:
+            self._client.close()
+            self._client = None
+        self.url, self.prefix = url, prefix
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            if self.url is None:
+                raise RuntimeError("RedisStore.init() was not called")
+            self._client = redis.Redis.from_url(
+                self.url,
+                decode_responses=True,
+                socket_connect_timeout=2,
+                socket_timeout=5,
+                health_check_interval=30,
+                max_connections=1000,
+            )
+        return self._client
+
+    def pubsub_client(self) -> redis.Redis:
+        """A separate client for a long-lived subscriber connection (no read timeout)."""
+        return redis.Redis.from_url(
+            self.url, decode_responses=True, socket_connect_timeout=2, socket_keepalive=True
+        )
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)

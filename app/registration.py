@@ -1,0 +1,89 @@
+"""The register_* steps of create_app(): extensions, hooks, error handlers, blueprints."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+
+from flask import Flask, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import errors
+from .extensions import cors, database, migrate, redis_store, talisman
+from .streams import StreamRuntime
+from .tasks import celery_init_app
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "X-Stream-Id",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+]
+# The widget needs only its own scripts and styles, and fetch() to this origin.
+CSP = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' data:",
+    "connect-src": "'self'",
+    "frame-ancestors": "'none'",
+    "base-uri": "'none'",
+    "form-action": "'self'",
+}
+
+
+def register_extensions(app: Flask) -> None:
+    config = app.config
+    production = config["RELAY_ENV"] == "production"
+    if config["TRUSTED_PROXY_COUNT"] > 0:
+        hops = config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    database.init(config["DATABASE_URL"], config["DB_POOL_SIZE"])
+    redis_store.init(config["REDIS_URL"], config["REDIS_KEY_PREFIX"])
+    migrate.init_app(app, database, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    cors.init_app(
+        app,
+        origins=list(config["ALLOWED_ORIGINS"]),
+        expose_headers=EXPOSED_HEADERS,
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+        supports_credentials=False,
+        max_age=600,
+    )
+    talisman.init_app(
+        app,
+        force_https=production and config["TRUSTED_PROXY_COUNT"] > 0,
+        strict_transport_security=production,
+        content_security_policy=CSP,
+        frame_options="DENY",
+        referrer_policy="no-referrer",
+        session_cookie_secure=production,
+    )
+    celery = celery_init_app(app)
+    app.extensions["relay.streams"] = StreamRuntime(config, database, redis_store, celery)
+
+
+def register_hooks(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id() -> None:
+        supplied = request.headers.get("X-Request-ID", "")
+        g.request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
+
+    @app.after_request
+    def echo_request_id(response):
+        response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+        return response
+
+
+def register_errorhandlers(app: Flask) -> None:
+    errors.register_errorhandlers(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from .api import BLUEPRINTS
+
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)

@@ -1,0 +1,31 @@
+"""marshmallow schemas, one module per resource; `load()` turns errors into 422."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import request
+from marshmallow import Schema, ValidationError
+
+from ..errors import APIError
+
+
+def load(schema: Schema, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate `data`; unknown fields, bad types and out-of-range values are 422."""
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise APIError(422, "validation_error", "The request is not valid.", {"fields": exc.messages}) from None
+
+
+def json_body(optional: bool = False) -> Mapping[str, Any]:
+    """The request's JSON object: 415 without a JSON content type, 400 when malformed."""
+    if optional and not request.get_data(cache=True):
+        return {}
+    if not request.is_json:
+        raise APIError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
+    body = request.get_json()  # malformed JSON raises BadRequest -> invalid_json
+    if not isinstance(body, dict):
+        raise APIError(422, "validation_error", "The body must be a JSON object.", {"fields": {"_schema": ["Expected an object."]}})
+    return body

@@ -1,0 +1,51 @@
+"""Stream requests: POST body or GET query, one set of rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+STREAM_ID = r"^[A-Za-z0-9_-]{8,64}$"
+CONVERSATION_ID = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+@lru_cache(maxsize=8)
+def _stream_schema(max_chars: int, max_cost: float, token_limit: int) -> type[Schema]:
+    class StreamRequestSchema(Schema):
+        message = fields.String(required=True, validate=validate.Length(min=1, max=max_chars))
+        model = fields.String(validate=validate.Length(min=1, max=100))
+        conversation_id = fields.String(validate=validate.Regexp(CONVERSATION_ID))
+        stream_id = fields.String(validate=validate.Regexp(STREAM_ID))
+        cost_cap_usd = fields.Float(
+            allow_nan=False, validate=validate.Range(min=0, max=max_cost, min_inclusive=False)
+        )
+        max_tokens = fields.Integer(strict=True, validate=validate.Range(min=1, max=token_limit))
+
+        @validates("message")
+        def not_blank(self, value: str, **_: Any) -> None:
+            if not value.strip():
+                raise ValidationError("Must not be only white space.")
+
+    return StreamRequestSchema
+
+
+def stream_request_schema(config: Mapping[str, Any]) -> Schema:
+    return _stream_schema(config["MAX_MESSAGE_CHARS"], config["MAX_COST_CAP_USD"], config["MAX_TOKENS_PER_REQUEST"])()
+
+
+_QUERY_NUMBERS = {"max_tokens": int, "cost_cap_usd": float}
+
+
+def from_query(args: Mapping[str, str]) -> dict[str, Any]:
+    """Query parameters with numeric fields converted; what does not convert stays a string (422)."""
+    data: dict[str, Any] = dict(args.items())
+    for name, kind in _QUERY_NUMBERS.items():
+        if name in data:
+            try:
+                data[name] = kind(data[name])
+            except ValueError:
+                pass
+    return data

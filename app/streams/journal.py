@@ -1,0 +1,151 @@
+"""A stream's journal in Redis: store, then notify, in one atomic step.
+
+Per stream (all keys share the hash tag `{id}`, so a cluster keeps them together):
+  meta    hash: owner, model, conversation, seq, started, ended, cancel, last_at
+  events  Redis Stream with ids `0-<seq>`: the replayable journal (capped, expiring)
+  readers key with a TTL that live readers refresh; its absence means orphaned
+  channel pub/sub channel carrying "<seq>\\n<event>\\n<json>" for live readers
+
+`append` is one Lua script: it refuses events after `done`/`error`, reports a
+cancel request or a lost reader to the producer, assigns the next id, appends,
+refreshes TTLs and publishes. Readers replay with XRANGE after their last id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+TERMINAL_EVENTS = frozenset({"done", "error"})
+
+# Return values of append besides a positive sequence number.
+REJECTED_ENDED = 0
+REJECTED_CANCELLED = -1
+
+_APPEND = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'ended') == 1 then
+  return 0
+end
+local event = ARGV[1]
+if event == 'message_chunk' then
+  if redis.call('HEXISTS', KEYS[1], 'cancel') == 1 or redis.call('EXISTS', KEYS[3]) == 0 then
+    return -1
+  end
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. seq, 'e', event, 'd', ARGV[2])
+if event == 'done' or event == 'error' then
+  redis.call('HSET', KEYS[1], 'ended', seq, 'last_at', ARGV[5])
+else
+  redis.call('HSET', KEYS[1], 'last_at', ARGV[5])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[6], seq .. '\\n' .. event .. '\\n' .. ARGV[2])
+return seq
+"""
+
+# Create a stream's meta if absent; returns the existing owner, or '' when created.
+_CREATE = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner then return owner end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+return ''
+"""
+
+# A worker claims a stream once; refused when it ended (e.g. no_worker) or is gone.
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'ended') == 1 then
+  return 0
+end
+return redis.call('HSETNX', KEYS[1], 'started', ARGV[1])
+"""
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    event: str
+    data: str  # JSON text
+
+    @property
+    def terminal(self) -> bool:
+        return self.event in TERMINAL_EVENTS
+
+    def payload(self) -> dict[str, Any]:
+        return json.loads(self.data)
+
+
+def encode(data: dict[str, Any]) -> str:
+    # ensure_ascii keeps NUL, CR, LF, U+2028 and friends escaped inside the JSON string.
+    return json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+
+
+def parse_message(raw: str) -> Event:
+    """Decode a pub/sub message published by `append`."""
+    seq, event, data = raw.split("\n", 2)
+    return Event(int(seq), event, data)
+
+
+class Journal:
+    """Both sides of a stream's Redis state: the producer's writes and the readers' reads."""
+
+    def __init__(self, client: redis.Redis, prefix: str, retention_s: int, maxlen: int, orphan_grace_s: float):
+        self.client = client
+        self.prefix = prefix
+        self.retention_s = retention_s
+        self.maxlen = maxlen
+        self.orphan_grace_s = orphan_grace_s
+        self._append = client.register_script(_APPEND)
+        self._create = client.register_script(_CREATE)
+        self._claim = client.register_script(_CLAIM)
+
+    def _key(self, stream_id: str, part: str) -> str:
+        return f"{self.prefix}stream:{{{stream_id}}}:{part}"
+
+    def channel(self, stream_id: str) -> str:
+        return self._key(stream_id, "live")
+
+    def create(self, stream_id: str, fields: dict[str, str]) -> str | None:
+        """Create the stream's meta; None when created, else the existing owner id."""
+        flat: list[str] = []
+        for name, value in {**fields, "created_at": repr(time.time())}.items():
+            flat += [name, value]
+        keys = [self._key(stream_id, "meta"), self._key(stream_id, "readers")]
+        existing = self._create(keys=keys, args=[self.retention_s, max(1, int(self.orphan_grace_s)), *flat])
+        return existing or None
+
+    def append(self, stream_id: str, event: str, data: dict[str, Any]) -> int:
+        """Append and publish; the new id, or REJECTED_ENDED / REJECTED_CANCELLED."""
+        keys = [self._key(stream_id, "meta"), self._key(stream_id, "events"), self._key(stream_id, "readers")]
+        args = [event, encode(data), self.maxlen, self.retention_s, repr(time.time()), self.channel(stream_id)]
+        return int(self._append(keys=keys, args=args))
+
+    def claim(self, stream_id: str, worker: str) -> bool:
+        """True for the first worker to take the stream while it is open."""
+        return bool(self._claim(keys=[self._key(stream_id, "meta")], args=[worker]))
+
+    def meta(self, stream_id: str) -> dict[str, str]:
+        return self.client.hgetall(self._key(stream_id, "meta"))
+
+    def read_after(self, stream_id: str, after: int) -> list[Event]:
+        """Journal events with id > after, in order."""
+        rows = self.client.xrange(self._key(stream_id, "events"), min=f"(0-{after}", max="+")
+        return [Event(int(row_id.split("-", 1)[1]), fields["e"], fields["d"]) for row_id, fields in rows]
+
+    def touch_reader(self, stream_id: str) -> None:
+        """A live reader exists: keep the stream from being cancelled as orphaned."""
+        self.client.set(self._key(stream_id, "readers"), "1", ex=max(1, int(self.orphan_grace_s)))
+
+    def request_cancel(self, stream_id: str) -> None:
+        self.client.hset(self._key(stream_id, "meta"), "cancel", "1")
+
+    def discard(self, stream_id: str) -> None:
+        """Forget a stream that never started (its creation failed half-way)."""
+        self.client.delete(*(self._key(stream_id, part) for part in ("meta", "events", "readers")))

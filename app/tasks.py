@@ -1,0 +1,41 @@
+"""Flask's Celery pattern: one Celery app per Flask app, tasks run in its app context."""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+from flask import Flask
+
+TASK_MODULES = ("workers.generate",)
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Create the Celery app from the Flask settings (JSON only, acks late, prefetch 1)."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    config = app.config
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.config_from_object(
+        {
+            "broker_url": config["CELERY_BROKER_URL"],
+            "broker_connection_retry_on_startup": True,
+            "broker_transport_options": {"global_keyprefix": config["REDIS_KEY_PREFIX"] + "celery:"},
+            "task_serializer": "json",
+            "result_serializer": "json",
+            "accept_content": ["json"],
+            "task_ignore_result": True,
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "task_default_queue": "generate",
+            "worker_hijack_root_logger": False,
+            "worker_send_task_events": False,
+            "imports": TASK_MODULES,
+        }
+    )
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

@@ -1,0 +1,1 @@
+"""Celery tasks and what only workers need (providers)."""

@@ -1,0 +1,147 @@
+"""The generation task: provider -> journal, then persist and finish the stream."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+
+from celery import shared_task
+from flask import current_app
+
+from app.db import queries
+from app.streams import REJECTED_CANCELLED, REJECTED_ENDED, StreamRuntime
+
+from .providers import ProviderError, get_provider
+
+log = logging.getLogger("relay.workers.generate")
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+PROVIDER_RETRIES = 2  # retries of a 429/5xx before the first chunk only
+RETRY_BACKOFF_S = 0.5
+
+
+@dataclass
+class _Progress:
+    started: float = field(default_factory=time.monotonic)
+    first_chunk_at: float | None = None
+    parts: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def elapsed_ms(self, at: float | None) -> int | None:
+        return None if at is None else round((at - self.started) * 1000)
+
+
+@shared_task(name="workers.generate", ignore_result=True, acks_late=True)
+def generate(stream_id: str, model: str, messages: list[dict[str, str]], max_tokens: int, cost_cap_usd: float) -> None:
+    """Stream one reply. Idempotent: a stream is claimed once, so a redelivered job does nothing."""
+    runtime: StreamRuntime = current_app.extensions["relay.streams"]
+    journal = runtime.journal
+    if not journal.claim(stream_id, WORKER_ID):
+        log.info("stream %s already claimed or ended; skipping", stream_id)
+        return
+    spec = runtime.catalog.get(model)
+    provider = get_provider(spec.provider, runtime.settings)
+    progress = _Progress(prompt_tokens=provider.estimate_prompt_tokens(messages))
+
+    if journal.meta(stream_id).get("cancel"):
+        progress.finish_reason = "cancelled"
+    else:
+        try:
+            _run_provider(journal, stream_id, provider, spec, messages, max_tokens, cost_cap_usd, progress)
+        except ProviderError as exc:
+            _finish(runtime, stream_id, spec, progress, error=("provider_error", str(exc)))
+            return
+        except Exception:  # a bug must still end the stream, never leave the client waiting
+            log.exception("stream %s: generation failed", stream_id)
+            _finish(runtime, stream_id, spec, progress, error=("internal", "Generation failed."))
+            return
+    _finish(runtime, stream_id, spec, progress)
+
+
+def _run_provider(journal, stream_id, provider, spec, messages, max_tokens, cost_cap_usd, progress) -> None:
+    attempt = 0
+    while True:
+        try:
+            with closing(provider.stream(spec, messages, max_tokens)) as deltas:
+                for delta in deltas:
+                    if delta.prompt_tokens is not None:
+                        progress.prompt_tokens = delta.prompt_tokens
+                    if delta.finish_reason:
+                        progress.finish_reason = delta.finish_reason
+                    if not delta.text:
+                        if delta.completion_tokens is not None:
+                            progress.completion_tokens = delta.completion_tokens
+                        continue
+                    completion = delta.completion_tokens or progress.completion_tokens + 1
+                    cost = spec.cost(progress.prompt_tokens, completion)
+                    if cost > cost_cap_usd:
+                        progress.finish_reason = "cost_cap"
+                        return
+                    index = len(progress.parts)
+                    seq = journal.append(
+                        stream_id, "message_chunk", {"content": delta.text, "index": index, "cost_usd": round(cost, 8)}
+                    )
+                    if seq in (REJECTED_CANCELLED, REJECTED_ENDED):
+                        progress.finish_reason = "cancelled"
+                        return
+                    progress.completion_tokens = completion
+                    progress.parts.append(delta.text)
+                    if progress.first_chunk_at is None:
+                        progress.first_chunk_at = time.monotonic()
+                    if progress.completion_tokens >= max_tokens:
+                        progress.finish_reason = "length"
+                        return
+            progress.finish_reason = progress.finish_reason or "stop"
+            return
+        except ProviderError as exc:
+            if not exc.retryable or progress.parts or attempt >= PROVIDER_RETRIES:
+                raise
+            attempt += 1
+            time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
+
+
+def _finish(runtime: StreamRuntime, stream_id: str, spec, progress: _Progress, error: tuple[str, str] | None = None):
+    """Persist the reply and usage, then record the terminal event (store, then notify)."""
+    cost = spec.cost(progress.prompt_tokens, progress.completion_tokens)
+    message_id = None
+    try:
+        with runtime.database.session() as session:
+            message_id = queries.finish_stream(
+                session,
+                stream_id,
+                content=progress.text,
+                model=spec.id,
+                prompt_tokens=progress.prompt_tokens,
+                completion_tokens=progress.completion_tokens,
+                cost_usd=cost,
+                finish_reason=progress.finish_reason,
+                error_code=error[0] if error else None,
+            )
+    except Exception:  # the client still gets its terminal event
+        log.exception("stream %s: could not persist the reply", stream_id)
+        error = error or ("internal", "The reply could not be saved.")
+    if error:
+        runtime.journal.append(stream_id, "error", {"error_code": error[0], "detail": error[1], "retry_after": None})
+        return
+    runtime.journal.append(
+        stream_id,
+        "done",
+        {
+            "finish_reason": progress.finish_reason,
+            "usage": {"prompt_tokens": progress.prompt_tokens, "completion_tokens": progress.completion_tokens},
+            "cost_usd": round(cost, 8),
+            "ttft_ms": progress.elapsed_ms(progress.first_chunk_at),
+            "duration_ms": progress.elapsed_ms(time.monotonic()),
+            "message_id": message_id,
+        },
+    )

@@ -1,0 +1,46 @@
+"""The small interface every provider implements, and its errors."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.catalog import ModelSpec
+
+
+@dataclass
+class Delta:
+    """A piece of a reply: text, and the provider's usage figures when it gives them."""
+
+    text: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None  # stop | length, from the provider
+
+
+class ProviderError(Exception):
+    """The provider failed; `retryable` when a retry before the first chunk may help."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class Provider(ABC):
+    """Streams a chat completion. Every network call has a timeout."""
+
+    name: str
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def stream(self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int) -> Iterator[Delta]:
+        """Yield deltas of the reply; raise ProviderError on failure."""
+
+    def estimate_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        """A rough count (4 characters a token) until the provider reports usage."""
+        return sum(len(message["content"]) for message in messages) // 4 + 4 * len(messages)

@@ -1,0 +1,59 @@
+"""OpenAI and any OpenAI-compatible server (vLLM, Ollama, llama.cpp server), via the official SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+import openai
+
+from app.catalog import ModelSpec
+
+from .base import Delta, Provider, ProviderError
+
+
+class OpenAIProvider(Provider):
+    name = "openai"
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        super().__init__(settings)
+        self.client = openai.OpenAI(
+            api_key=settings["OPENAI_API_KEY"],
+            base_url=settings["OPENAI_BASE_URL"] or None,
+            timeout=httpx.Timeout(settings["PROVIDER_TIMEOUT_SECONDS"], connect=settings["PROVIDER_CONNECT_TIMEOUT_SECONDS"]),
+            max_retries=0,  # the task retries, and only before the first chunk
+        )
+
+    def stream(self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int) -> Iterator[Delta]:
+        try:
+            response = self.client.chat.completions.create(
+                model=model.upstream,
+                messages=messages,
+                max_tokens=max_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            with response:
+                for chunk in response:
+                    delta = Delta()
+                    if chunk.choices:
+                        choice = chunk.choices[0]
+                        delta.text = (choice.delta.content or "") if choice.delta else ""
+                        delta.finish_reason = _finish_reason(choice.finish_reason)
+                    if chunk.usage is not None:
+                        delta.prompt_tokens = chunk.usage.prompt_tokens
+                        delta.completion_tokens = chunk.usage.completion_tokens
+                    if delta.text or delta.finish_reason or delta.prompt_tokens is not None:
+                        yield delta
+        except openai.APIStatusError as exc:
+            retryable = exc.status_code == 429 or exc.status_code >= 500
+            raise ProviderError(f"provider answered {exc.status_code}", status=exc.status_code, retryable=retryable) from None
+        except (openai.APIConnectionError, openai.APITimeoutError, httpx.HTTPError) as exc:
+            raise ProviderError(f"provider unreachable: {type(exc).__name__}", retryable=True) from None
+
+
+def _finish_reason(reason: str | None) -> str | None:
+    if reason is None:
+        return None
+    return "length" if reason == "length" else "stop"
