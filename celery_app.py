@@ -1,7 +1,7 @@
 """The Celery application, built through create_app() (Flask's Celery pattern).
 
-    celery -A celery_app worker -P gevent -Q generate,webhooks      remote providers
-    celery -A celery_app worker -P prefork -Q generate_local         the local CPU model
+celery -A celery_app worker -P gevent -Q generate,webhooks      remote providers
+celery -A celery_app worker -P prefork -Q generate_local         the local CPU model
 """
 
 from app import create_app

@@ -122,8 +122,6 @@ def _from_http_exception(exc: HTTPException) -> Response:
     valid_methods = getattr(exc, "valid_methods", None)
     if status == 405 and valid_methods:
         headers["Allow"] = ", ".join(sorted(valid_methods))
-    if status == 400 and request.is_json and "JSON" in (exc.description or ""):
-        return error_response(400, "invalid_json", "The request body is not valid JSON.")
     message = _MESSAGES.get(status) or exc.description or exc.name
     return error_response(status, _HTTP_CODES.get(status, exc.name.lower().replace(" ", "_")), message, None, headers)
 

@@ -36,9 +36,7 @@ class RedisStore:
 
     def pubsub_client(self) -> redis.Redis:
         """A separate client for a long-lived subscriber connection (no read timeout)."""
-        return redis.Redis.from_url(
-            self.url, decode_responses=True, socket_connect_timeout=2, socket_keepalive=True
-        )
+        return redis.Redis.from_url(self.url, decode_responses=True, socket_connect_timeout=2, socket_keepalive=True)
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)

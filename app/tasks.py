@@ -22,7 +22,12 @@ def celery_init_app(app: Flask) -> Celery:
         {
             "broker_url": config["CELERY_BROKER_URL"],
             "broker_connection_retry_on_startup": True,
-            "broker_transport_options": {"global_keyprefix": config["REDIS_KEY_PREFIX"] + "celery:"},
+            # Hundreds of green threads ack through the broker pool: size it like the pool.
+            "broker_transport_options": {
+                "global_keyprefix": config["REDIS_KEY_PREFIX"] + "celery:",
+                "max_connections": 1000,
+            },
+            "broker_pool_limit": 100,
             "task_serializer": "json",
             "result_serializer": "json",
             "accept_content": ["json"],

@@ -50,22 +50,22 @@ def generate(stream_id: str, model: str, messages: list[dict[str, str]], max_tok
         log.info("stream %s already claimed or ended; skipping", stream_id)
         return
     spec = runtime.catalog.get(model)
-    provider = get_provider(spec.provider, runtime.settings)
-    progress = _Progress(prompt_tokens=provider.estimate_prompt_tokens(messages))
-
-    if journal.meta(stream_id).get("cancel"):
-        progress.finish_reason = "cancelled"
-    else:
-        try:
+    progress = _Progress()
+    error = None
+    try:
+        if journal.meta(stream_id).get("cancel"):
+            progress.finish_reason = "cancelled"
+        else:
+            provider = get_provider(spec.provider, runtime.settings)
+            progress.prompt_tokens = provider.estimate_prompt_tokens(messages)
             _run_provider(journal, stream_id, provider, spec, messages, max_tokens, cost_cap_usd, progress)
-        except ProviderError as exc:
-            _finish(runtime, stream_id, spec, progress, error=("provider_error", str(exc)))
-            return
-        except Exception:  # a bug must still end the stream, never leave the client waiting
-            log.exception("stream %s: generation failed", stream_id)
-            _finish(runtime, stream_id, spec, progress, error=("internal", "Generation failed."))
-            return
-    _finish(runtime, stream_id, spec, progress)
+    except ProviderError as exc:
+        log.warning("stream %s: provider error: %s", stream_id, exc)
+        error = ("provider_error", str(exc))
+    except Exception:  # a bug must still end the stream, never leave the client waiting
+        log.exception("stream %s: generation failed", stream_id)
+        error = ("internal", "Generation failed.")
+    _finish(runtime, stream_id, spec, progress, error)
 
 
 def _run_provider(journal, stream_id, provider, spec, messages, max_tokens, cost_cap_usd, progress) -> None:

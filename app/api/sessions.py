@@ -20,7 +20,12 @@ def anon_session():
     body = load(anon_session_schema(max_ttl), json_body(optional=True))
     ttl = body.get("ttl_seconds", max_ttl)
     token, expires_at = anonymous.mint(config["SECRET_KEY"], ttl)
-    return {"token": token, "token_type": "Bearer", "expires_at": expires_at, "expires_in": expires_at - int(time.time())}
+    return {
+        "token": token,
+        "token_type": "Bearer",
+        "expires_at": expires_at,
+        "expires_in": expires_at - int(time.time()),
+    }
 
 
 @bp.get("/models")

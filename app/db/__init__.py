@@ -18,6 +18,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets readers run beside the one writer; busy_timeout waits instead of failing.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, no fsync per commit
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

@@ -58,9 +58,7 @@ def recent_messages(session: Session, conversation_id: str, limit: int) -> list[
 
 def list_conversations(session: Session, principal: Principal) -> list[dict[str, Any]]:
     counts = (
-        select(Message.conversation_id, func.count(Message.id).label("n"))
-        .group_by(Message.conversation_id)
-        .subquery()
+        select(Message.conversation_id, func.count(Message.id).label("n")).group_by(Message.conversation_id).subquery()
     )
     rows = session.execute(
         select(Conversation, func.coalesce(counts.c.n, 0))

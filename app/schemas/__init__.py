@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import request
 from marshmallow import Schema, ValidationError
+from werkzeug.exceptions import BadRequest
 
 from ..errors import APIError
 
@@ -25,7 +26,12 @@ def json_body(optional: bool = False) -> Mapping[str, Any]:
         return {}
     if not request.is_json:
         raise APIError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
-    body = request.get_json()  # malformed JSON raises BadRequest -> invalid_json
+    try:
+        body = request.get_json()
+    except BadRequest:
+        raise APIError(400, "invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
-        raise APIError(422, "validation_error", "The body must be a JSON object.", {"fields": {"_schema": ["Expected an object."]}})
+        raise APIError(
+            422, "validation_error", "The body must be a JSON object.", {"fields": {"_schema": ["Expected an object."]}}
+        )
     return body

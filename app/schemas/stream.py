@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -19,9 +20,7 @@ def _stream_schema(max_chars: int, max_cost: float, token_limit: int) -> type[Sc
         model = fields.String(validate=validate.Length(min=1, max=100))
         conversation_id = fields.String(validate=validate.Regexp(CONVERSATION_ID))
         stream_id = fields.String(validate=validate.Regexp(STREAM_ID))
-        cost_cap_usd = fields.Float(
-            allow_nan=False, validate=validate.Range(min=0, max=max_cost, min_inclusive=False)
-        )
+        cost_cap_usd = fields.Float(allow_nan=False, validate=validate.Range(min=0, max=max_cost, min_inclusive=False))
         max_tokens = fields.Integer(strict=True, validate=validate.Range(min=1, max=token_limit))
 
         @validates("message")
@@ -44,8 +43,6 @@ def from_query(args: Mapping[str, str]) -> dict[str, Any]:
     data: dict[str, Any] = dict(args.items())
     for name, kind in _QUERY_NUMBERS.items():
         if name in data:
-            try:
+            with contextlib.suppress(ValueError):  # left as a string: the schema says 422
                 data[name] = kind(data[name])
-            except ValueError:
-                pass
     return data

@@ -11,6 +11,7 @@ comes back, every channel is subscribed again and each reader gets RESYNC.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -145,10 +146,8 @@ class PubSubHub:
             for confirmed in self._confirmed.values():
                 confirmed.clear()
         if pubsub is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken connection
                 pubsub.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
 
     def _run(self) -> None:
         backoff = 0.1

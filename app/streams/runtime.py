@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,7 +52,7 @@ class StreamRuntime:
         """Send a job; a job no worker took in time expires instead of running late."""
         try:
             self.celery.send_task(task, kwargs=kwargs, queue=queue, expires=self.settings["QUEUE_TIMEOUT_SECONDS"])
-        except (BrokerError, socket.error) as exc:
+        except (OSError, BrokerError) as exc:
             log.error("broker unavailable: %s", type(exc).__name__)
             self.journal.append(
                 kwargs["stream_id"],

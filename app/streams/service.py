@@ -78,7 +78,9 @@ def start_stream(runtime: StreamRuntime, principal: Principal, request: dict[str
         runtime.journal.discard(stream_id)
         raise
 
-    runtime.journal.append(stream_id, "stream", {"stream_id": stream_id, "conversation_id": conversation_id, "model": spec.id})
+    runtime.journal.append(
+        stream_id, "stream", {"stream_id": stream_id, "conversation_id": conversation_id, "model": spec.id}
+    )
     runtime.enqueue(
         "workers.generate",
         queue=_queue_for(spec.provider),

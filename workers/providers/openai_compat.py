@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import httpx
 import openai
 
 from app.catalog import ModelSpec
@@ -21,7 +20,9 @@ class OpenAIProvider(Provider):
         self.client = openai.OpenAI(
             api_key=settings["OPENAI_API_KEY"],
             base_url=settings["OPENAI_BASE_URL"] or None,
-            timeout=httpx.Timeout(settings["PROVIDER_TIMEOUT_SECONDS"], connect=settings["PROVIDER_CONNECT_TIMEOUT_SECONDS"]),
+            timeout=openai.Timeout(
+                settings["PROVIDER_TIMEOUT_SECONDS"], connect=settings["PROVIDER_CONNECT_TIMEOUT_SECONDS"]
+            ),
             max_retries=0,  # the task retries, and only before the first chunk
         )
 
@@ -48,8 +49,10 @@ class OpenAIProvider(Provider):
                         yield delta
         except openai.APIStatusError as exc:
             retryable = exc.status_code == 429 or exc.status_code >= 500
-            raise ProviderError(f"provider answered {exc.status_code}", status=exc.status_code, retryable=retryable) from None
-        except (openai.APIConnectionError, openai.APITimeoutError, httpx.HTTPError) as exc:
+            raise ProviderError(
+                f"provider answered {exc.status_code}", status=exc.status_code, retryable=retryable
+            ) from None
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
             raise ProviderError(f"provider unreachable: {type(exc).__name__}", retryable=True) from None
 
 

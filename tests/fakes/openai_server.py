@@ -1,0 +1,136 @@
+"""A fake OpenAI-style chat completions server for tests and benchmarks.
+
+It stands in for the outside world only; Relay talks to it with the real
+openai SDK. Run: `python -m tests.fakes.openai_server --port 8081`.
+
+Replies are deterministic. The last user message steers the reply:
+  "echo:<text>"     the reply is <text>, streamed in 3-character pieces
+  "#fail=<status>"  answer that HTTP status with an OpenAI-style error body
+  "#cut=<n>"        drop the connection after n chunks
+  "#ttft=<ms>"      wait that long before the first chunk
+otherwise the reply is REPLY, one word a chunk. Server-wide timing comes from
+the command line (first-token delay, delay between chunks). GET /stats
+reports requests served and the most streams in flight at once.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.pywsgi import WSGIServer  # noqa: E402
+
+REPLY = "Hello! This is the fake provider speaking, one word at a time."
+_DIRECTIVE = re.compile(r"#(fail|cut|ttft)=(\d+)")
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def enter(self) -> None:
+        self.requests += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+
+def split_reply(message: str) -> list[str]:
+    if message.startswith("echo:"):
+        text = message[len("echo:") :]
+        return [text[i : i + 3] for i in range(0, len(text), 3)] or [""]
+    words = REPLY.split(" ")
+    return [word + (" " if i < len(words) - 1 else "") for i, word in enumerate(words)]
+
+
+def _chunk(model: str, delta: dict, finish: str | None = None, usage: dict | None = None) -> bytes:
+    body = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    if usage:
+        body["usage"] = usage
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+class FakeOpenAI:
+    def __init__(self, first_token_ms: float, token_ms: float) -> None:
+        self.first_token_s = first_token_ms / 1000
+        self.token_s = token_ms / 1000
+        self.stats = Stats()
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/stats":
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps(vars(self.stats)).encode()]
+        if path.rstrip("/").endswith("/chat/completions") and environ["REQUEST_METHOD"] == "POST":
+            body = json.loads(environ["wsgi.input"].read() or b"{}")
+            return self.chat(body, start_response)
+        start_response("404 Not Found", [("Content-Type", "application/json")])
+        return [b'{"error": {"message": "not found"}}']
+
+    def chat(self, body: dict, start_response):
+        messages = body.get("messages", [])
+        last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        directives = {name: int(value) for name, value in _DIRECTIVE.findall(last)}
+        if "fail" in directives:
+            status = directives["fail"]
+            start_response(f"{status} Fake Failure", [("Content-Type", "application/json")])
+            return [json.dumps({"error": {"message": "fake failure", "type": "server_error"}}).encode()]
+        pieces = split_reply(last)
+        max_tokens = body.get("max_tokens") or len(pieces)
+        finish = "length" if max_tokens < len(pieces) else "stop"
+        pieces = pieces[:max_tokens]
+        model = body.get("model", "fake")
+        prompt_tokens = sum(len(m.get("content", "")) for m in messages) // 4 + 1
+        start_response("200 OK", [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
+        return self._events(model, pieces, finish, prompt_tokens, directives, body)
+
+    def _events(self, model, pieces, finish, prompt_tokens, directives, body):
+        self.stats.enter()
+        try:
+            gevent.sleep(directives.get("ttft", self.first_token_s * 1000) / 1000)
+            for index, piece in enumerate(pieces):
+                if "cut" in directives and index >= directives["cut"]:
+                    raise ConnectionAbortedError("fake cut")  # pywsgi closes the socket mid-body
+                if index:
+                    gevent.sleep(self.token_s)
+                yield _chunk(model, {"role": "assistant", "content": piece} if index == 0 else {"content": piece})
+            yield _chunk(model, {}, finish)
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(pieces), "total_tokens": 0}
+                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+                yield _chunk(model, {}, usage=usage)
+            yield b"data: [DONE]\n\n"
+        finally:
+            self.stats.leave()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--first-token-ms", type=float, default=5.0)
+    parser.add_argument("--token-ms", type=float, default=1.0)
+    args = parser.parse_args()
+    server = WSGIServer((args.host, args.port), FakeOpenAI(args.first_token_ms, args.token_ms), log=None)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
