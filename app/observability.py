@@ -1,11 +1,22 @@
-"""Logging with secret redaction (metrics and audit events join this module later)."""
+"""Observability: logging with secret redaction, and Prometheus metrics."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 
-from flask import Flask
+from flask import Flask, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 # Anything that looks like a credential is masked before a log line is written.
 _REDACTIONS = (
@@ -47,3 +58,39 @@ def configure_logging(app: Flask) -> None:
         for existing in root.handlers:
             existing.addFilter(RedactingFilter())
     root.setLevel(app.config["LOG_LEVEL"].upper())
+
+
+# -- Prometheus metrics ------------------------------------------------------------
+# Labels are bounded: never a user, tenant or stream id. With PROMETHEUS_MULTIPROC_DIR
+# set (make run and the Procfile set it), gunicorn and Celery processes share one view.
+AUTH_FAILURES = Counter("auth_failures_total", "Failed authentications", ["reason", "endpoint"])
+RATE_LIMIT_HITS = Counter("rate_limit_hits_total", "Requests refused by a limit", ["limit", "endpoint"])
+SECURITY_VIOLATIONS = Counter("security_violations_total", "Security-relevant refusals", ["type", "severity"])
+HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
+HTTP_DURATION = Histogram("http_request_duration_seconds", "Time to the response's headers", ["method", "endpoint"])
+STREAMS_ACTIVE = Gauge("relay_streams_active", "Open SSE streams", multiprocess_mode="livesum")
+STREAM_TTFT = Histogram(
+    "relay_stream_ttft_seconds",
+    "Provider time to first chunk, measured by the worker",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+STREAMS_TOTAL = Counter("relay_streams_total", "Finished streams by outcome", ["outcome"])
+LLM_COST = Counter("relay_llm_cost_usd_total", "Provider spend in USD", ["model"])
+WEBHOOK_DELIVERIES = Counter("relay_webhook_deliveries_total", "Outbound webhook attempts", ["outcome"])
+DEPENDENCY_ERRORS = Counter("relay_dependency_errors_total", "Dependency failures answered with 503", ["dependency"])
+
+
+def endpoint_label() -> str:
+    """The matched route (bounded), never the raw path with ids in it."""
+    rule = request.url_rule
+    return rule.rule if rule is not None else "unmatched"
+
+
+def metrics_text() -> tuple[bytes, str]:
+    """The exposition of this process, or of all processes in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 
 from flask import Flask, g, request
@@ -11,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import errors
 from .extensions import cors, database, migrate, redis_store, talisman
+from .observability import HTTP_DURATION, HTTP_REQUESTS, endpoint_label
 from .streams import StreamRuntime
 from .tasks import celery_init_app
 
@@ -69,12 +71,17 @@ def register_extensions(app: Flask) -> None:
 def register_hooks(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
+        g.started = time.perf_counter()
         supplied = request.headers.get("X-Request-ID", "")
         g.request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
 
     @app.after_request
-    def echo_request_id(response):
+    def echo_request_id_and_count(response):
         response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+        endpoint = endpoint_label()
+        HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        if "started" in g:
+            HTTP_DURATION.labels(request.method, endpoint).observe(time.perf_counter() - g.started)
         return response
 
 

@@ -2,8 +2,9 @@
 
 from .conversations import bp as conversations_bp
 from .health import bp as health_bp
+from .metrics import bp as metrics_bp
 from .sessions import bp as sessions_bp
 from .stream import bp as stream_bp
 from .widget import bp as widget_bp
 
-BLUEPRINTS = (health_bp, sessions_bp, stream_bp, conversations_bp, widget_bp)
+BLUEPRINTS = (health_bp, metrics_bp, sessions_bp, stream_bp, conversations_bp, widget_bp)
