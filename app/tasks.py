@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery, Task
+from celery.signals import worker_init
 from flask import Flask
 
 TASK_MODULES = ("workers.generate",)
@@ -44,3 +45,12 @@ def celery_init_app(app: Flask) -> Celery:
     celery.set_default()
     app.extensions["celery"] = celery
     return celery
+
+
+@worker_init.connect
+def _warm_remote_providers(**_: object) -> None:
+    # Importing a provider SDK takes about a second; pay it at start-up, not on the first stream.
+    import importlib
+
+    for module in ("openai", "anthropic"):
+        importlib.import_module(module)

@@ -13,7 +13,7 @@ from celery import shared_task
 from flask import current_app
 
 from app.db import queries
-from app.streams import REJECTED_CANCELLED, REJECTED_ENDED, StreamRuntime
+from app.streams import CLAIM_REFUSED, CLAIMED_CANCELLED, REJECTED_CANCELLED, REJECTED_ENDED, StreamRuntime
 
 from .providers import ProviderError, get_provider
 
@@ -22,6 +22,7 @@ log = logging.getLogger("relay.workers.generate")
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 PROVIDER_RETRIES = 2  # retries of a 429/5xx before the first chunk only
 RETRY_BACKOFF_S = 0.5
+ROW_WAIT_SECONDS = 10.0
 
 
 @dataclass
@@ -46,14 +47,15 @@ def generate(stream_id: str, model: str, messages: list[dict[str, str]], max_tok
     """Stream one reply. Idempotent: a stream is claimed once, so a redelivered job does nothing."""
     runtime: StreamRuntime = current_app.extensions["relay.streams"]
     journal = runtime.journal
-    if not journal.claim(stream_id, WORKER_ID):
+    claim = journal.claim(stream_id, WORKER_ID)
+    if claim == CLAIM_REFUSED:
         log.info("stream %s already claimed or ended; skipping", stream_id)
         return
     spec = runtime.catalog.get(model)
     progress = _Progress()
     error = None
     try:
-        if journal.meta(stream_id).get("cancel"):
+        if claim == CLAIMED_CANCELLED:
             progress.finish_reason = "cancelled"
         else:
             provider = get_provider(spec.provider, runtime.settings)
@@ -110,11 +112,24 @@ def _run_provider(journal, stream_id, provider, spec, messages, max_tokens, cost
             time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
 
 
+def _wait_for_row(runtime: StreamRuntime, stream_id: str) -> None:
+    """The API writes the stream's rows while we generate; a very short reply can beat it."""
+    deadline = time.monotonic() + ROW_WAIT_SECONDS
+    while True:
+        with runtime.database.session() as session:
+            if queries.get_stream(session, stream_id) is not None:
+                return
+        if time.monotonic() > deadline:
+            raise LookupError(f"stream {stream_id} has no database row")
+        time.sleep(0.02)
+
+
 def _finish(runtime: StreamRuntime, stream_id: str, spec, progress: _Progress, error: tuple[str, str] | None = None):
     """Persist the reply and usage, then record the terminal event (store, then notify)."""
     cost = spec.cost(progress.prompt_tokens, progress.completion_tokens)
     message_id = None
     try:
+        _wait_for_row(runtime, stream_id)
         with runtime.database.session() as session:
             message_id = queries.finish_stream(
                 session,

@@ -9,9 +9,9 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import Base, Conversation, Message, Stream, Tenant, User
+from .models import ApiKey, AuditEvent, Base, Conversation, Message, Stream, Tenant, User
 
-__all__ = ["Base", "Conversation", "Database", "Message", "Stream", "Tenant", "User"]
+__all__ = ["ApiKey", "AuditEvent", "Base", "Conversation", "Database", "Message", "Stream", "Tenant", "User"]
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

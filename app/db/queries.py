@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..auth.principal import Principal
 from ..errors import forbidden, not_found
-from .models import Conversation, Message, Stream, utcnow
+from .models import Conversation, Message, Stream, new_id, utcnow
 
 TITLE_CHARS = 80
 
@@ -25,12 +25,60 @@ def get_owned_conversation(session: Session, principal: Principal, conversation_
     return conversation
 
 
-def create_conversation(session: Session, principal: Principal, first_message: str) -> Conversation:
-    title = " ".join(first_message.split())[:TITLE_CHARS]
-    conversation = Conversation(owner_id=principal.id, tenant_id=principal.tenant_id, title=title)
-    session.add(conversation)
-    session.flush()
-    return conversation
+def record_user_turn(
+    session: Session,
+    principal: Principal,
+    *,
+    conversation_id: str,
+    new_conversation: bool,
+    message: str,
+    stream_id: str,
+    model: str,
+) -> None:
+    """Write what a new stream starts with, in few statements: the conversation
+    (when new), the user's message and the stream row. Core inserts: this is
+    on the request path of every stream."""
+    now = utcnow()
+    if new_conversation:
+        title = " ".join(message.split())[:TITLE_CHARS]
+        session.execute(
+            insert(Conversation).values(
+                id=conversation_id,
+                owner_id=principal.id,
+                tenant_id=principal.tenant_id,
+                title=title,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        seq: Any = 1
+    else:
+        session.execute(update(Conversation).where(Conversation.id == conversation_id).values(updated_at=now))
+        seq = _next_seq(conversation_id)
+    session.execute(
+        insert(Message).values(
+            id=new_id(), conversation_id=conversation_id, seq=seq, role="user", content=message, created_at=now
+        )
+    )
+    session.execute(
+        insert(Stream).values(
+            id=stream_id,
+            owner_id=principal.id,
+            tenant_id=principal.tenant_id,
+            conversation_id=conversation_id,
+            model=model,
+            status="queued",
+            created_at=now,
+        )
+    )
+
+
+def _next_seq(conversation_id: str):
+    return (
+        select(func.coalesce(func.max(Message.seq), 0) + 1)
+        .where(Message.conversation_id == conversation_id)
+        .scalar_subquery()
+    )
 
 
 def add_message(session: Session, conversation_id: str, role: str, content: str, **usage: Any) -> Message:

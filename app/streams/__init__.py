@@ -1,6 +1,15 @@
 """Streams: the journal (both sides), the per-process pub/sub hub, SSE readers."""
 
-from .journal import REJECTED_CANCELLED, REJECTED_ENDED, Event, Journal
+from .journal import CLAIM_REFUSED, CLAIMED, CLAIMED_CANCELLED, REJECTED_CANCELLED, REJECTED_ENDED, Event, Journal
 from .runtime import StreamRuntime
 
-__all__ = ["REJECTED_CANCELLED", "REJECTED_ENDED", "Event", "Journal", "StreamRuntime"]
+__all__ = [
+    "CLAIMED",
+    "CLAIMED_CANCELLED",
+    "CLAIM_REFUSED",
+    "REJECTED_CANCELLED",
+    "REJECTED_ENDED",
+    "Event",
+    "Journal",
+    "StreamRuntime",
+]

@@ -49,23 +49,35 @@ redis.call('PUBLISH', ARGV[6], seq .. '\\n' .. event .. '\\n' .. ARGV[2])
 return seq
 """
 
-# Create a stream's meta if absent; returns the existing owner, or '' when created.
+# Create a stream's meta if absent, with its first event (id 1). Returns the
+# existing owner, or '' when created. ARGV: ttl, grace, event, data, now, maxlen, fields...
 _CREATE = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner then return owner end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], 'seq', 1, 'last_at', ARGV[5], unpack(ARGV, 7))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '0-1', 'e', ARGV[3], 'd', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[1])
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 return ''
 """
 
-# A worker claims a stream once; refused when it ended (e.g. no_worker) or is gone.
+# A worker claims a stream once: 0 when it ended (e.g. no_worker) or is gone,
+# 1 when claimed, 2 when claimed but cancelled before it began.
 _CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'ended') == 1 then
   return 0
 end
-return redis.call('HSETNX', KEYS[1], 'started', ARGV[1])
+if redis.call('HSETNX', KEYS[1], 'started', ARGV[1]) == 0 then
+  return 0
+end
+if redis.call('HEXISTS', KEYS[1], 'cancel') == 1 then
+  return 2
+end
+return 1
 """
+
+CLAIM_REFUSED, CLAIMED, CLAIMED_CANCELLED = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -112,14 +124,15 @@ class Journal:
     def channel(self, stream_id: str) -> str:
         return self._key(stream_id, "live")
 
-    def create(self, stream_id: str, fields: dict[str, str]) -> str | None:
-        """Create the stream's meta; None when created, else the existing owner id."""
+    def create(self, stream_id: str, fields: dict[str, str], first_event: str, data: dict[str, Any]) -> str | None:
+        """Create the stream with its first event; None when created, else the existing owner id."""
         flat: list[str] = []
-        for name, value in {**fields, "created_at": repr(time.time())}.items():
+        for name, value in fields.items():
             flat += [name, value]
-        keys = [self._key(stream_id, "meta"), self._key(stream_id, "readers")]
-        existing = self._create(keys=keys, args=[self.retention_s, max(1, int(self.orphan_grace_s)), *flat])
-        return existing or None
+        keys = [self._key(stream_id, "meta"), self._key(stream_id, "readers"), self._key(stream_id, "events")]
+        grace = max(1, int(self.orphan_grace_s))
+        args = [self.retention_s, grace, first_event, encode(data), repr(time.time()), self.maxlen, *flat]
+        return self._create(keys=keys, args=args) or None
 
     def append(self, stream_id: str, event: str, data: dict[str, Any]) -> int:
         """Append and publish; the new id, or REJECTED_ENDED / REJECTED_CANCELLED."""
@@ -127,9 +140,10 @@ class Journal:
         args = [event, encode(data), self.maxlen, self.retention_s, repr(time.time()), self.channel(stream_id)]
         return int(self._append(keys=keys, args=args))
 
-    def claim(self, stream_id: str, worker: str) -> bool:
-        """True for the first worker to take the stream while it is open."""
-        return bool(self._claim(keys=[self._key(stream_id, "meta")], args=[worker]))
+    def claim(self, stream_id: str, worker: str) -> int:
+        """CLAIMED for the first worker to take the open stream (CLAIMED_CANCELLED if
+        it was cancelled while queued); CLAIM_REFUSED otherwise."""
+        return int(self._claim(keys=[self._key(stream_id, "meta")], args=[worker]))
 
     def meta(self, stream_id: str) -> dict[str, str]:
         return self.client.hgetall(self._key(stream_id, "meta"))

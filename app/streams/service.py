@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..auth.principal import Principal
-from ..db import Stream, queries
-from ..errors import APIError, forbidden, not_found, unavailable
+from ..db import queries
+from ..db.models import new_id
+from ..errors import APIError, forbidden, not_found
 from .reader import stream_events
 from .runtime import StreamRuntime
+
+log = logging.getLogger("relay.streams")
 
 
 @dataclass(frozen=True)
@@ -33,66 +38,84 @@ def _queue_for(provider: str) -> str:
 
 
 def start_stream(runtime: StreamRuntime, principal: Principal, request: dict[str, Any]) -> StreamStart:
-    """Create and enqueue a new stream, or attach to the caller's stream of that id."""
+    """Create and enqueue a new stream, or attach to the caller's stream of that id.
+
+    The job is enqueued as soon as the stream exists in Redis, and the database
+    rows are written while the worker calls the provider: the rows cost the
+    client no time to first chunk. The worker waits for them before it saves.
+    """
     spec = runtime.catalog.get(request.get("model") or runtime.catalog.default)
     if spec is None:
-        raise APIError(422, "validation_error", "Unknown model.", {"model": ["Not an available model."]})
+        raise APIError(422, "validation_error", "Unknown model.", {"fields": {"model": ["Not an available model."]}})
+    message = request["message"]
     conversation_id = request.get("conversation_id")
+    history: list[dict[str, str]] = []
     if conversation_id:
         with runtime.database.session() as session:
             queries.get_owned_conversation(session, principal, conversation_id)
+            history = queries.recent_messages(session, conversation_id, runtime.settings["CONTEXT_MESSAGES"] - 1)
+    new_conversation = conversation_id is None
+    conversation_id = conversation_id or new_id()
 
     stream_id = request.get("stream_id") or new_stream_id()
-    owner = runtime.journal.create(stream_id, {"owner": principal.id, "model": spec.id})
+    first = {"stream_id": stream_id, "conversation_id": conversation_id, "model": spec.id}
+    owner = runtime.journal.create(stream_id, {"owner": principal.id, "model": spec.id}, "stream", first)
     if owner is not None:
         if owner != principal.id:
             raise APIError(409, "stream_id_in_use", "This stream_id belongs to another stream.")
         return StreamStart(stream_id, 0)  # the caller's own stream: attach, never start twice
+    if request.get("stream_id") and _used_before(runtime, stream_id):
+        runtime.journal.discard(stream_id)
+        raise APIError(409, "stream_id_in_use", "This stream_id was already used.")
 
-    try:
-        with runtime.database.session() as session:
-            if conversation_id:
-                conversation = queries.get_owned_conversation(session, principal, conversation_id)
-            else:
-                conversation = queries.create_conversation(session, principal, request["message"])
-            queries.add_message(session, conversation.id, "user", request["message"])
-            session.add(
-                Stream(
-                    id=stream_id,
-                    owner_id=principal.id,
-                    tenant_id=principal.tenant_id,
-                    conversation_id=conversation.id,
-                    model=spec.id,
-                )
-            )
-            session.flush()
-            prompt = queries.recent_messages(session, conversation.id, runtime.settings["CONTEXT_MESSAGES"])
-            conversation_id = conversation.id
-    except IntegrityError:
-        runtime.journal.discard(stream_id)
-        raise APIError(409, "stream_id_in_use", "This stream_id was already used.") from None
-    except OperationalError:
-        runtime.journal.discard(stream_id)
-        raise unavailable("database") from None
-    except APIError:
-        runtime.journal.discard(stream_id)
-        raise
-
-    runtime.journal.append(
-        stream_id, "stream", {"stream_id": stream_id, "conversation_id": conversation_id, "model": spec.id}
-    )
     runtime.enqueue(
         "workers.generate",
         queue=_queue_for(spec.provider),
         kwargs={
             "stream_id": stream_id,
             "model": spec.id,
-            "messages": prompt,
+            "messages": [*history, {"role": "user", "content": message}],
             "max_tokens": request.get("max_tokens") or runtime.settings["MAX_TOKENS_PER_REQUEST"],
             "cost_cap_usd": request.get("cost_cap_usd") or runtime.settings["DEFAULT_COST_CAP_USD"],
         },
     )
+    rows = {
+        "conversation_id": conversation_id,
+        "new_conversation": new_conversation,
+        "message": message,
+        "stream_id": stream_id,
+        "model": spec.id,
+    }
+    # The rows are written beside the response rather than before it: a failure
+    # still ends the stream (error event) and stops the job, and costs no latency.
+    threading.Thread(target=_record_rows, args=(runtime, principal, rows), daemon=True).start()
     return StreamStart(stream_id, 0)
+
+
+def _used_before(runtime: StreamRuntime, stream_id: str) -> bool:
+    """A client-chosen id whose journal expired but whose row remains is not reusable."""
+    with runtime.database.session() as session:
+        return queries.get_stream(session, stream_id) is not None
+
+
+def _record_rows(runtime: StreamRuntime, principal: Principal, rows: dict[str, Any]) -> None:
+    try:
+        with runtime.database.session() as session:
+            queries.record_user_turn(session, principal, **rows)
+    except Exception:  # any failure: the stream must end, never hang
+        log.exception("stream %s: could not record its rows", rows["stream_id"])
+        _abandon(runtime, rows["stream_id"])
+
+
+def _abandon(runtime: StreamRuntime, stream_id: str) -> None:
+    """The rows could not be written: stop the job and end the stream for any reader."""
+    with contextlib.suppress(*REDIS_ERRORS):
+        runtime.journal.request_cancel(stream_id)
+        runtime.journal.append(
+            stream_id,
+            "error",
+            {"error_code": "internal", "detail": "The stream could not be recorded.", "retry_after": 5},
+        )
 
 
 def check_attach(runtime: StreamRuntime, principal: Principal, stream_id: str, after: int) -> bool:

@@ -27,6 +27,7 @@ class OpenAIProvider(Provider):
         )
 
     def stream(self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int) -> Iterator[Delta]:
+        finished = False
         try:
             response = self.client.chat.completions.create(
                 model=model.upstream,
@@ -42,6 +43,7 @@ class OpenAIProvider(Provider):
                         choice = chunk.choices[0]
                         delta.text = (choice.delta.content or "") if choice.delta else ""
                         delta.finish_reason = _finish_reason(choice.finish_reason)
+                        finished = finished or delta.finish_reason is not None
                     if chunk.usage is not None:
                         delta.prompt_tokens = chunk.usage.prompt_tokens
                         delta.completion_tokens = chunk.usage.completion_tokens
@@ -54,6 +56,11 @@ class OpenAIProvider(Provider):
             ) from None
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
             raise ProviderError(f"provider unreachable: {type(exc).__name__}", retryable=True) from None
+        except openai.APIError:  # an {"error": ...} event inside the stream
+            raise ProviderError("provider sent an error event mid-stream", retryable=True) from None
+        if not finished:
+            # The body ended without a finish_reason: the reply is incomplete, never a short success.
+            raise ProviderError("provider stream ended without a finish_reason", retryable=True)
 
 
 def _finish_reason(reason: str | None) -> str | None:

@@ -1,0 +1,107 @@
+"""Anthropic's Messages API (and any Anthropic-compatible server), via the official SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import anthropic
+import httpx2
+
+from app.catalog import ModelSpec
+
+from .base import Delta, Provider, ProviderError
+
+# Error types worth a retry when they arrive as an `error` event inside a 200 stream.
+_RETRYABLE_TYPES = {"rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
+# Stop reasons that mean the reply was cut short by a token limit.
+_LENGTH_REASONS = {"max_tokens", "model_context_window_exceeded"}
+
+
+class AnthropicProvider(Provider):
+    name = "anthropic"
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        super().__init__(settings)
+        self.client = anthropic.Anthropic(
+            api_key=settings["ANTHROPIC_API_KEY"],
+            base_url=settings["ANTHROPIC_BASE_URL"] or None,
+            timeout=anthropic.Timeout(
+                settings["PROVIDER_TIMEOUT_SECONDS"], connect=settings["PROVIDER_CONNECT_TIMEOUT_SECONDS"]
+            ),
+            max_retries=0,  # the task retries, and only before the first chunk
+        )
+
+    def stream(self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int) -> Iterator[Delta]:
+        system, turns = to_anthropic(messages)
+        if not turns:
+            raise ProviderError("nothing to send: no user message")
+        params: dict[str, Any] = {"model": model.upstream, "max_tokens": max_tokens, "messages": turns}
+        if system:
+            params["system"] = system
+        stopped = False
+        try:
+            response = self.client.messages.create(stream=True, **params)
+            with response:
+                for event in response:
+                    if event.type == "message_start":
+                        yield Delta(prompt_tokens=_input_tokens(event.message.usage))
+                    elif event.type == "content_block_delta":
+                        if event.delta.type == "text_delta" and event.delta.text:
+                            yield Delta(text=event.delta.text)
+                    elif event.type == "message_delta":
+                        reason = event.delta.stop_reason
+                        yield Delta(
+                            prompt_tokens=_input_tokens(event.usage) if event.usage.input_tokens is not None else None,
+                            completion_tokens=event.usage.output_tokens,
+                            finish_reason=("length" if reason in _LENGTH_REASONS else "stop") if reason else None,
+                        )
+                    elif event.type == "message_stop":
+                        stopped = True
+        except anthropic.APIStatusError as exc:
+            status = exc.status_code
+            if status < 400:  # an `error` event inside the stream: judge it by its type
+                status = _RETRYABLE_TYPES.get(exc.type or "", 502)
+            retryable = status == 429 or status >= 500
+            kind = f" ({exc.type})" if exc.type else ""
+            raise ProviderError(f"provider answered {status}{kind}", status=status, retryable=retryable) from None
+        except (anthropic.APIConnectionError, anthropic.APITimeoutError) as exc:
+            raise ProviderError(f"provider unreachable: {type(exc).__name__}", retryable=True) from None
+        except httpx2.RequestError as exc:
+            # Unlike the openai SDK, the anthropic SDK lets transport errors while reading the
+            # stream (a cut connection, a read timeout) through unwrapped.
+            raise ProviderError(f"provider stream failed: {type(exc).__name__}", retryable=True) from None
+        if not stopped:
+            # The body ended without message_stop: the reply is incomplete, never a short success.
+            raise ProviderError("provider stream ended before message_stop", retryable=True)
+
+
+def to_anthropic(messages: list[dict[str, str]]) -> tuple[str, list[dict[str, str]]]:
+    """Chat messages as Anthropic wants them: the system text apart, then user/assistant
+    turns that alternate and start with the user. Consecutive same-role messages are merged;
+    empty ones (a reply cancelled before its first chunk) are dropped, as the API refuses them."""
+    system_parts: list[str] = []
+    turns: list[dict[str, str]] = []
+    for message in messages:
+        role, content = message.get("role"), message.get("content") or ""
+        if role == "system":
+            if content.strip():
+                system_parts.append(content)
+            continue
+        if role not in ("user", "assistant") or not content.strip():
+            continue
+        if not turns and role == "assistant":
+            continue  # the context window began mid-conversation
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] += "\n\n" + content
+        else:
+            turns.append({"role": role, "content": content})
+    return "\n\n".join(system_parts), turns
+
+
+def _input_tokens(usage: Any) -> int:
+    """All input tokens, whether fresh or served from the prompt cache."""
+    return sum(
+        getattr(usage, name, None) or 0
+        for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    )
