@@ -37,6 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = resolve_settings(app.instance_path, env)
     app.config.from_mapping(settings)
 
+    from .cli import register_commands
     from .observability import configure_logging
     from .registration import register_blueprints, register_errorhandlers, register_extensions, register_hooks
 
@@ -45,4 +46,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_hooks(app)
     register_errorhandlers(app)
     register_blueprints(app)
+    register_commands(app)
     return app

@@ -1,12 +1,17 @@
-"""Authentication: the Authorization header becomes a Principal, or 401/403.
+"""Authentication: the Authorization header becomes a Principal, or 401/403/429.
 
-Credential kinds: anonymous session tokens (here), user JWTs and API keys
-(added beside them in `_user_jwt` and `_api_keys`). Routing between kinds
+Credential kinds: user JWTs (`_user_jwt`, HS256 secret or JWKS), Relay's
+anonymous tokens (`anonymous`) and API keys (`api_keys`). Routing between kinds
 looks at the token's form only; each kind verifies with its own pinned key.
+
+Order of one request: the client IP's auth_failures count is checked before
+the token is even parsed; then a credential verified earlier is answered from
+the per-process cache; otherwise it is verified in full.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -14,8 +19,12 @@ from typing import Any, TypeVar
 import jwt
 from flask import current_app, g, request
 
-from ..errors import APIError, unauthorized
-from . import anonymous
+from .. import audit
+from ..errors import APIError, unauthorized, unavailable
+from ..observability import AUTH_FAILURES, RATE_LIMIT_HITS, SECURITY_VIOLATIONS, endpoint_label
+from . import _failures, _user_jwt, _users, anonymous, api_keys
+from ._state import auth_state
+from ._verdicts import AuthFailure, invalid
 from .principal import ANONYMOUS_SCOPES, ROLE_SCOPES, SCOPES, Principal
 
 __all__ = [
@@ -29,56 +38,130 @@ __all__ = [
 ]
 
 MAX_TOKEN_BYTES = 8192
+# Failures that prove nothing was guessed (the signature was valid) do not count toward the limit.
+_NOT_COUNTED = frozenset({"expired"})
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _bearer_token() -> str:
-    header = request.headers.get("Authorization", "")
-    if not header:
-        raise unauthorized("missing_token", "Send Authorization: Bearer <token>.")
+def _bearer_token(header: str) -> str:
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise unauthorized("invalid_token", "The Authorization header must be: Bearer <token>.")
+        raise invalid("not_bearer", message="The Authorization header must be: Bearer <token>.")
     if len(token) > MAX_TOKEN_BYTES:
-        raise unauthorized("invalid_token", "The token is invalid.")
+        raise invalid("too_large")
     return token
 
 
-def authenticate() -> Principal:
-    """The request's principal, or an APIError (401/403)."""
-    token = _bearer_token()
+def _verify(token: str) -> tuple[Principal, float | None]:
+    """Full verification of one credential: its principal and expiry (epoch seconds)."""
     config = current_app.config
+    if api_keys.looks_like_key(token):
+        return api_keys.verify(token, config), None
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError:
-        raise unauthorized("invalid_token", "The token is invalid.") from None
+        raise invalid("malformed") from None
     if anonymous.is_anonymous_token(claims):
-        return anonymous.verify(token, config["SECRET_KEY"], config["JWT_LEEWAY_SECONDS"])
-    raise unauthorized("invalid_token", "The token is invalid.")
+        try:
+            return anonymous.verify(token, config["SECRET_KEY"], config["JWT_LEEWAY_SECONDS"]), claims["exp"]
+        except APIError as exc:
+            reason = "expired" if exc.error_code == "token_expired" else "bad_anonymous_token"
+            raise AuthFailure(exc, reason) from None
+    verified = _user_jwt.verify(token, claims, config, auth_state().jwks)
+    principal = _user_jwt.supabase_anonymous(verified)
+    if principal is None:
+        principal, created = _users.resolve(verified, config)
+        if created:
+            audit.record_event(audit.USER_PROVISIONED, principal)
+    return principal, verified["exp"]
+
+
+def _record_failure(error: APIError, ip: str) -> None:
+    reason = error.reason if isinstance(error, AuthFailure) else error.error_code
+    AUTH_FAILURES.labels(reason, endpoint_label()).inc()
+    if not isinstance(error, AuthFailure):
+        return
+    limit = current_app.config["LIMIT_AUTH_FAILURES"]
+    if error.code == 401 and reason not in _NOT_COUNTED:
+        try:
+            if _failures.record_failure(ip, limit) == limit[0]:
+                audit.record_event(audit.RATE_LIMITED, None, {"limit": _failures.LIMIT_NAME})
+        except _failures.REDIS_ERRORS:
+            pass  # already refusing; the next request's preflight answers 503
+    event = audit.AUTH_FAILURE if error.code == 401 else audit.USER_NOT_ALLOWED
+    audit.record_event(
+        event, None, {"reason": reason, "code": error.error_code, **error.audit}, tenant_id=error.tenant_id
+    )
+
+
+def authenticate() -> Principal:
+    """The request's principal, or an APIError (401, 403 user_not_allowed, 429, 503)."""
+    header = request.headers.get("Authorization", "")
+    if not header:
+        AUTH_FAILURES.labels("missing_token", endpoint_label()).inc()
+        raise unauthorized("missing_token", "Send Authorization: Bearer <token>.")
+    state, ip = auth_state(), request.remote_addr or "unknown"
+    try:
+        state.sync_epoch(_failures.preflight(ip, current_app.config["LIMIT_AUTH_FAILURES"]))
+    except _failures.REDIS_ERRORS:
+        state.cache.clear()  # revocations may have been missed while Redis was away
+        raise unavailable("redis") from None
+    except APIError:
+        RATE_LIMIT_HITS.labels(_failures.LIMIT_NAME, endpoint_label()).inc()
+        raise
+    try:
+        token = _bearer_token(header)
+        digest = hashlib.sha256(token.encode()).digest()
+        principal = state.cache.get(digest)
+        if principal is None:
+            principal, expires_at = _verify(token)
+            state.cache.put(digest, principal, expires_at)
+    except APIError as exc:
+        if exc.code in (401, 403):
+            _record_failure(exc, ip)
+        raise
+    return principal
 
 
 def current_principal() -> Principal:
     return g.principal
 
 
+def _refused(principal: Principal, error: APIError) -> None:
+    kind = audit.INSUFFICIENT_SCOPE if error.error_code == "insufficient_scope" else audit.FORBIDDEN
+    SECURITY_VIOLATIONS.labels(kind, "medium").inc()
+    audit.record_event(kind, principal, {"code": error.error_code, "message": error.description})
+
+
 def require_scopes(*scopes: str) -> Callable[[F], F]:
-    """Authenticate the request and demand every scope named."""
+    """Authenticate the request and demand every scope named; 403s are audited."""
+    unknown = set(scopes) - SCOPES
+    if unknown:
+        raise ValueError(f"unknown scopes: {sorted(unknown)}")
 
     def decorator(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             principal = authenticate()
+            g.principal = principal
             if not principal.has_scopes(*scopes):
-                raise APIError(
+                error = APIError(
                     403,
                     "insufficient_scope",
                     "This credential lacks the scope this endpoint needs.",
                     {"required": sorted(scopes)},
                 )
-            g.principal = principal
-            return view(*args, **kwargs)
+                _refused(principal, error)
+                raise error
+            try:
+                return view(*args, **kwargs)
+            except APIError as exc:
+                if exc.code == 403:
+                    _refused(principal, exc)
+                raise
 
+        wrapper.required_scopes = frozenset(scopes)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator

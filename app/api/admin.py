@@ -1,0 +1,47 @@
+"""Tenant administration (admin scope): the audit log."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from flask import Blueprint, request
+from marshmallow import Schema, fields, validate
+
+from ..auth import current_principal, require_scopes
+from ..db import audit as queries
+from ..extensions import database
+from ..schemas import load
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+MAX_AUDIT_PAGE = 200
+
+
+class AuditQuerySchema(Schema):
+    type = fields.String(validate=validate.Regexp(r"^[a-z0-9_.]{1,50}$"))
+    since = fields.AwareDateTime(default_timezone=UTC)
+    until = fields.AwareDateTime(default_timezone=UTC)
+    user_id = fields.String(validate=validate.Length(min=1, max=300))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_AUDIT_PAGE))
+    cursor = fields.String(validate=validate.Regexp(r"^[0-9]{1,19}$"))
+
+
+@bp.get("/audit")
+@require_scopes("admin")
+def audit_log():
+    args = load(AuditQuerySchema(), request.args)
+    principal = current_principal()
+    with database.session() as session:
+        principal_ids = queries.tenant_principal_ids(session, principal, args["user_id"]) if "user_id" in args else ()
+        query = queries.AuditFilter(
+            type=args.get("type"),
+            since=args["since"].astimezone(UTC) if "since" in args else None,
+            until=args["until"].astimezone(UTC) if "until" in args else None,
+            principal_ids=principal_ids,
+            before_id=int(args["cursor"]) if "cursor" in args else None,
+            limit=args["limit"],
+        )
+        rows = queries.list_events(session, principal, query)
+        events = [queries.event_dict(event) for event in rows[: query.limit]]
+    next_cursor = events[-1]["id"] if len(rows) > query.limit else None
+    return {"events": events, "count": len(events), "next_cursor": next_cursor}

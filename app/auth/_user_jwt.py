@@ -1,0 +1,103 @@
+"""User JWTs: HS256 with JWT_SECRET, RS256/ES256 with JWKS keys. Algorithms pinned per key source.
+
+The token's header only chooses which configured key source to try; the key
+source alone decides the one algorithm accepted. `none`, HS/RS confusion and
+any algorithm not listed here are refused before a signature is checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+
+from ..errors import APIError
+from ..observability import SECURITY_VIOLATIONS
+from ._jwks import JWKSClient
+from ._verdicts import invalid
+from .principal import ANONYMOUS_SCOPES, Principal
+
+HMAC_ALGORITHM = "HS256"
+JWKS_ALGORITHMS = frozenset({"RS256", "ES256"})
+# Supabase's project keys: signed like user tokens, never a user.
+SUPABASE_KEY_ROLES = frozenset({"anon", "service_role"})
+MAX_SUBJECT_CHARS = 255
+
+
+def _key_for(header: Mapping[str, Any], config: Mapping[str, Any], jwks: JWKSClient | None) -> tuple[Any, str]:
+    algorithm = header.get("alg")
+    if algorithm == HMAC_ALGORITHM and config["JWT_SECRET"]:
+        return config["JWT_SECRET"], HMAC_ALGORITHM
+    if algorithm in JWKS_ALGORITHMS and jwks is not None:
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise invalid("missing_kid")
+        found = jwks.key(kid)
+        if found is None:
+            if not jwks.has_keys:
+                raise APIError(
+                    503,
+                    "dependency_unavailable",
+                    "The identity provider's keys are unavailable; try again shortly.",
+                    {"dependency": "jwks"},
+                    {"Retry-After": str(max(1, int(config["JWKS_MIN_REFRESH_SECONDS"])))},
+                )
+            raise invalid("unknown_kid")
+        key, pinned = found
+        if algorithm != pinned:
+            raise invalid("algorithm_not_allowed")
+        return key, pinned
+    if not isinstance(algorithm, str) or algorithm.lower() == "none" or algorithm.startswith("HS"):
+        SECURITY_VIOLATIONS.labels("jwt_algorithm", "high").inc()
+    raise invalid("algorithm_not_allowed")
+
+
+def verify(token: str, claims: Mapping[str, Any], config: Mapping[str, Any], jwks: JWKSClient | None) -> dict[str, Any]:
+    """The verified claims of a user JWT, or 401. `claims` are the unverified ones (routing only)."""
+    if claims.get("role") in SUPABASE_KEY_ROLES:
+        raise invalid("supabase_project_key")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise invalid("malformed") from None
+    key, algorithm = _key_for(header, config, jwks)
+    required = (
+        ["exp", "iat", "sub"] + (["aud"] if config["JWT_AUDIENCE"] else []) + (["iss"] if config["JWT_ISSUER"] else [])
+    )
+    try:
+        verified = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=config["JWT_AUDIENCE"] or None,
+            issuer=config["JWT_ISSUER"] or None,
+            leeway=config["JWT_LEEWAY_SECONDS"],
+            options={"require": required, "verify_signature": True},
+        )
+    except jwt.ExpiredSignatureError:
+        raise invalid("expired", code="token_expired", message="The token has expired.") from None
+    except jwt.InvalidSignatureError:
+        raise invalid("bad_signature") from None
+    except jwt.InvalidTokenError:
+        raise invalid("bad_claims") from None
+    subject = verified.get("sub")
+    if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_CHARS:
+        raise invalid("bad_claims")
+    if verified.get("role") in SUPABASE_KEY_ROLES:
+        raise invalid("supabase_project_key")
+    return verified
+
+
+def supabase_anonymous(claims: Mapping[str, Any]) -> Principal | None:
+    """A verified Supabase anonymous sign-in is an anonymous principal (chat only)."""
+    if claims.get("is_anonymous") is not True:
+        return None
+    # Namespaced so an identity provider's subject can never equal a Relay anonymous token's.
+    return Principal(
+        id=f"anon:idp:{claims['sub']}",
+        kind="anonymous",
+        subject=claims["sub"],
+        tenant_id=None,
+        scopes=ANONYMOUS_SCOPES,
+    )

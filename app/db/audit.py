@@ -1,0 +1,74 @@
+"""Audit events: append, and the tenant-scoped listing (newest first, cursor = last id seen)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from ..auth.principal import Principal
+from ..errors import forbidden
+from .models import ApiKey, AuditEvent, User
+from .serialize import iso
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    principal_ids: tuple[str, ...] = ()
+    before_id: int | None = None
+    limit: int = 50
+
+
+def add_event(session: Session, **fields: Any) -> None:
+    session.add(AuditEvent(**fields))
+
+
+def tenant_principal_ids(session: Session, principal: Principal, user_id: str) -> tuple[str, ...]:
+    """The principal ids `user_id` names inside the caller's tenant; 403 for anyone else's."""
+    kind, _, bare = user_id.partition(":") if ":" in user_id else ("user", "", user_id)
+    if kind == "key":
+        key = session.get(ApiKey, bare)
+        if key is not None and key.tenant_id == principal.tenant_id:
+            return (f"key:{key.id}",)
+    elif kind == "user":
+        user = session.scalar(select(User).where(or_(User.id == bare, User.subject == bare)).limit(1))
+        if user is not None and user.tenant_id == principal.tenant_id:
+            return (f"user:{user.id}",)
+    raise forbidden("user")
+
+
+def list_events(session: Session, principal: Principal, query: AuditFilter) -> list[AuditEvent]:
+    """The caller's tenant's events matching `query`, newest first; `limit + 1` rows tell if more exist."""
+    if principal.tenant_id is None:
+        raise forbidden("audit log")
+    statement = select(AuditEvent).where(AuditEvent.tenant_id == principal.tenant_id)
+    if query.type:
+        statement = statement.where(AuditEvent.type == query.type)
+    if query.since:
+        statement = statement.where(AuditEvent.created_at >= query.since)
+    if query.until:
+        statement = statement.where(AuditEvent.created_at < query.until)
+    if query.principal_ids:
+        statement = statement.where(AuditEvent.principal_id.in_(query.principal_ids))
+    if query.before_id is not None:
+        statement = statement.where(AuditEvent.id < query.before_id)
+    return list(session.scalars(statement.order_by(AuditEvent.id.desc()).limit(query.limit + 1)))
+
+
+def event_dict(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": str(event.id),
+        "type": event.type,
+        "created_at": iso(event.created_at),
+        "principal_id": event.principal_id,
+        "ip": event.ip,
+        "request_id": event.request_id,
+        "endpoint": event.endpoint,
+        "details": event.details or {},
+    }
