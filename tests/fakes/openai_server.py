@@ -8,6 +8,11 @@ Replies are deterministic. The last user message steers the reply:
   "#fail=<status>"  answer that HTTP status with an OpenAI-style error body
   "#cut=<n>"        drop the connection after n chunks
   "#ttft=<ms>"      wait that long before the first chunk
+  "#fail_once=<status>"  like #fail, but only the first time this exact message
+                   is seen (put a unique token in it); later attempts succeed
+  "#truncate=<n>"  end the body cleanly after n chunks, with no finish_reason,
+                   usage or [DONE] (a stream that stops short without an error)
+  "#sse_error=<n>" after n chunks send a `data: {"error": ...}` event and end
 otherwise the reply is REPLY, one word a chunk. Server-wide timing comes from
 the command line (first-token delay, delay between chunks). GET /stats
 reports requests served and the most streams in flight at once.
@@ -23,12 +28,13 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import time  # noqa: E402
+from collections import Counter  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
 REPLY = "Hello! This is the fake provider speaking, one word at a time."
-_DIRECTIVE = re.compile(r"#(fail|cut|ttft)=(\d+)")
+_DIRECTIVE = re.compile(r"#(fail_once|fail|cut|truncate|sse_error|ttft)=(\d+)")
 
 
 class Stats:
@@ -72,6 +78,7 @@ class FakeOpenAI:
         self.first_token_s = first_token_ms / 1000
         self.token_s = token_ms / 1000
         self.stats = Stats()
+        self.attempts: Counter[str] = Counter()  # per distinct #fail_once message
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -92,6 +99,12 @@ class FakeOpenAI:
             status = directives["fail"]
             start_response(f"{status} Fake Failure", [("Content-Type", "application/json")])
             return [json.dumps({"error": {"message": "fake failure", "type": "server_error"}}).encode()]
+        if "fail_once" in directives:
+            self.attempts[last] += 1
+            if self.attempts[last] == 1:
+                status = directives["fail_once"]
+                start_response(f"{status} Fake Failure", [("Content-Type", "application/json")])
+                return [json.dumps({"error": {"message": "fake failure (once)", "type": "server_error"}}).encode()]
         pieces = split_reply(last)
         max_tokens = body.get("max_tokens") or len(pieces)
         finish = "length" if max_tokens < len(pieces) else "stop"
@@ -108,6 +121,11 @@ class FakeOpenAI:
             for index, piece in enumerate(pieces):
                 if "cut" in directives and index >= directives["cut"]:
                     raise ConnectionAbortedError("fake cut")  # pywsgi closes the socket mid-body
+                if "truncate" in directives and index >= directives["truncate"]:
+                    return  # a clean end of the body, without finish_reason or [DONE]
+                if "sse_error" in directives and index >= directives["sse_error"]:
+                    yield f"data: {json.dumps({'error': {'message': 'fake overload', 'type': 'server_error'}})}\n\n".encode()
+                    return
                 if index:
                     gevent.sleep(self.token_s)
                 yield _chunk(model, {"role": "assistant", "content": piece} if index == 0 else {"content": piece})
