@@ -11,10 +11,22 @@ import logging
 import math
 from typing import Any
 
+import kombu.exceptions
+import redis
+import sqlalchemy.exc
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("relay.errors")
+
+# Failures of what Relay depends on: answered 503 dependency_unavailable.
+DEPENDENCY_ERRORS = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.TimeoutError,
+    kombu.exceptions.OperationalError,
+)
 
 # werkzeug's own exceptions, in the contract's codes.
 _HTTP_CODES = {
@@ -132,7 +144,21 @@ def _from_unexpected(exc: Exception) -> Response:
     return error_response(500, "internal", _MESSAGES[500])
 
 
+def _from_dependency(exc: Exception) -> Response:
+    from .observability import DEPENDENCY_ERRORS
+
+    dependency = "redis" if isinstance(exc, redis.RedisError) else "database"
+    if isinstance(exc, kombu.exceptions.OperationalError):
+        dependency = "broker"
+    DEPENDENCY_ERRORS.labels(dependency).inc()
+    log.error("%s unavailable on %s %s: %s", dependency, request.method, request.path, type(exc).__name__)
+    return _from_http_exception(unavailable(dependency))
+
+
 def register_errorhandlers(app: Flask) -> None:
-    """Route every HTTPException and every unexpected exception to one JSON shape."""
+    """Route every HTTPException and every unexpected exception to one JSON shape;
+    a dependency that is down is a 503 with Retry-After, never a 500."""
     app.register_error_handler(HTTPException, _from_http_exception)
+    for dependency_error in DEPENDENCY_ERRORS:
+        app.register_error_handler(dependency_error, _from_dependency)
     app.register_error_handler(Exception, _from_unexpected)

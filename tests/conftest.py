@@ -195,26 +195,33 @@ class Stack:
             process.stop()
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory, base_env, fake_openai) -> Iterator[Stack]:
-    """gunicorn (one gevent worker) + a gevent Celery worker (remote providers) +
-    a prefork Celery worker (the local model), sharing a migrated SQLite file."""
-    log_dir = tmp_path_factory.mktemp("stack")
+def stack_env(base_env: dict[str, str], provider_url: str, log_dir: Path, **overrides: str) -> dict[str, str]:
+    """Environment of a separate Relay: its own SQLite file (migrated) and settings."""
     env = {
         **os.environ,
         **base_env,
         "DATABASE_URL": f"sqlite:///{log_dir / 'relay.db'}",
         "OPENAI_API_KEY": "sk-test-not-a-real-key",
-        "OPENAI_BASE_URL": fake_openai,
+        "OPENAI_BASE_URL": provider_url,
         "DEFAULT_MODEL": "local-smollm2",
         "PORT": str(free_port()),
         "WEB_CONCURRENCY": "1",
         "LOG_LEVEL": "INFO",
+        **overrides,
     }
-    migrate(create_app({**base_env, "DATABASE_URL": env["DATABASE_URL"]}))
-    running = Stack(env, log_dir)
+    app_env = {name: env[name] for name in (*base_env, "DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX")}
+    migrate(create_app(app_env))
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, base_env, fake_openai) -> Iterator[Stack]:
+    """gunicorn (one gevent worker) + a gevent Celery worker (remote providers) +
+    a prefork Celery worker (the local model), sharing a migrated SQLite file."""
+    log_dir = tmp_path_factory.mktemp("stack")
+    running = Stack(stack_env(base_env, fake_openai, log_dir), log_dir)
     try:
-        running.start_web(port=int(env["PORT"]))
+        running.start_web(port=int(running.env["PORT"]))
         running.start_worker("remote-worker", "gevent", "generate,webhooks", 200)
         running.start_worker("local-worker", "prefork", "generate_local", 1)
         yield running

@@ -9,12 +9,14 @@ import time
 from contextlib import closing
 from dataclasses import dataclass, field
 
+import redis
 from celery import shared_task
 from flask import current_app
 
 from app.db import queries
 from app.streams import CLAIM_REFUSED, CLAIMED_CANCELLED, REJECTED_CANCELLED, REJECTED_ENDED, StreamRuntime
 
+from .cancel_watch import Cancelled, CancelWatch
 from .providers import ProviderError, get_provider
 
 log = logging.getLogger("relay.workers.generate")
@@ -23,6 +25,7 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 PROVIDER_RETRIES = 2  # retries of a 429/5xx before the first chunk only
 RETRY_BACKOFF_S = 0.5
 ROW_WAIT_SECONDS = 10.0
+TERMINAL_RETRY_SECONDS = 10.0
 
 
 @dataclass
@@ -74,42 +77,69 @@ def _run_provider(journal, stream_id, provider, spec, messages, max_tokens, cost
     attempt = 0
     while True:
         try:
-            with closing(provider.stream(spec, messages, max_tokens)) as deltas:
-                for delta in deltas:
-                    if delta.prompt_tokens is not None:
-                        progress.prompt_tokens = delta.prompt_tokens
-                    if delta.finish_reason:
-                        progress.finish_reason = delta.finish_reason
-                    if not delta.text:
-                        if delta.completion_tokens is not None:
-                            progress.completion_tokens = delta.completion_tokens
-                        continue
-                    completion = delta.completion_tokens or progress.completion_tokens + 1
-                    cost = spec.cost(progress.prompt_tokens, completion)
-                    if cost > cost_cap_usd:
-                        progress.finish_reason = "cost_cap"
-                        return
-                    index = len(progress.parts)
-                    seq = journal.append(
-                        stream_id, "message_chunk", {"content": delta.text, "index": index, "cost_usd": round(cost, 8)}
-                    )
-                    if seq in (REJECTED_CANCELLED, REJECTED_ENDED):
-                        progress.finish_reason = "cancelled"
-                        return
-                    progress.completion_tokens = completion
-                    progress.parts.append(delta.text)
-                    if progress.first_chunk_at is None:
-                        progress.first_chunk_at = time.monotonic()
-                    if progress.completion_tokens >= max_tokens:
-                        progress.finish_reason = "length"
+            with (
+                CancelWatch(journal, stream_id) as watch,
+                closing(provider.stream(spec, messages, max_tokens)) as deltas,
+            ):
+                for delta in _watched(deltas, watch):
+                    if not _take(journal, stream_id, spec, delta, max_tokens, cost_cap_usd, progress):
                         return
             progress.finish_reason = progress.finish_reason or "stop"
+            return
+        except Cancelled:
+            progress.finish_reason = "cancelled"
             return
         except ProviderError as exc:
             if not exc.retryable or progress.parts or attempt >= PROVIDER_RETRIES:
                 raise
             attempt += 1
             time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
+
+
+def _watched(deltas, watch: CancelWatch):
+    """The provider's deltas, with the watcher armed only while we wait for the next."""
+    iterator = iter(deltas)
+    while True:
+        if watch.cancelled:
+            raise Cancelled
+        watch.waiting = True
+        try:
+            delta = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            watch.waiting = False
+        watch.activity()
+        yield delta
+
+
+def _take(journal, stream_id, spec, delta, max_tokens, cost_cap_usd, progress: _Progress) -> bool:
+    """Record one delta; False when generation must stop (cap, length, cancel)."""
+    if delta.prompt_tokens is not None:
+        progress.prompt_tokens = delta.prompt_tokens
+    if delta.finish_reason:
+        progress.finish_reason = delta.finish_reason
+    if not delta.text:
+        if delta.completion_tokens is not None:
+            progress.completion_tokens = delta.completion_tokens
+        return True
+    completion = delta.completion_tokens or progress.completion_tokens + 1
+    cost = spec.cost(progress.prompt_tokens, completion)
+    if cost > cost_cap_usd:
+        progress.finish_reason = "cost_cap"
+        return False
+    chunk = {"content": delta.text, "index": len(progress.parts), "cost_usd": round(cost, 8)}
+    if journal.append(stream_id, "message_chunk", chunk) in (REJECTED_CANCELLED, REJECTED_ENDED):
+        progress.finish_reason = "cancelled"
+        return False
+    progress.completion_tokens = completion
+    progress.parts.append(delta.text)
+    if progress.first_chunk_at is None:
+        progress.first_chunk_at = time.monotonic()
+    if progress.completion_tokens >= max_tokens:
+        progress.finish_reason = "length"
+        return False
+    return True
 
 
 def _wait_for_row(runtime: StreamRuntime, stream_id: str) -> None:
@@ -146,9 +176,10 @@ def _finish(runtime: StreamRuntime, stream_id: str, spec, progress: _Progress, e
         log.exception("stream %s: could not persist the reply", stream_id)
         error = error or ("internal", "The reply could not be saved.")
     if error:
-        runtime.journal.append(stream_id, "error", {"error_code": error[0], "detail": error[1], "retry_after": None})
+        _append_terminal(runtime, stream_id, "error", {"error_code": error[0], "detail": error[1], "retry_after": None})
         return
-    runtime.journal.append(
+    _append_terminal(
+        runtime,
         stream_id,
         "done",
         {
@@ -160,3 +191,19 @@ def _finish(runtime: StreamRuntime, stream_id: str, spec, progress: _Progress, e
             "message_id": message_id,
         },
     )
+
+
+def _append_terminal(runtime: StreamRuntime, stream_id: str, event: str, data: dict) -> None:
+    """The last event must land: ride out a short Redis outage (a restart) before giving up."""
+    deadline = time.monotonic() + TERMINAL_RETRY_SECONDS
+    delay = 0.1
+    while True:
+        try:
+            runtime.journal.append(stream_id, event, data)
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() > deadline:
+                log.error("stream %s: Redis unavailable; its %s event is lost (readers time out)", stream_id, event)
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)

@@ -163,3 +163,11 @@ class Journal:
     def discard(self, stream_id: str) -> None:
         """Forget a stream that never started (its creation failed half-way)."""
         self.client.delete(*(self._key(stream_id, part) for part in ("meta", "events", "readers")))
+
+    def should_stop(self, stream_id: str) -> bool:
+        """A cancel was requested, or no reader has been seen for the grace period."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hexists(self._key(stream_id, "meta"), "cancel")
+        pipe.exists(self._key(stream_id, "readers"))
+        cancel, readers = pipe.execute()
+        return bool(cancel) or not readers

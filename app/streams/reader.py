@@ -58,7 +58,10 @@ class _Reader:
 
     def on_item(self, item: Event | str) -> list[Event]:
         if item == RESYNC:
-            return self.journal.read_after(self.stream_id, self.last)
+            events = self.journal.read_after(self.stream_id, self.last)
+            if not events and not self.journal.meta(self.stream_id):
+                self.gone = True  # Redis lost the stream (e.g. restarted without persistence)
+            return events
         assert isinstance(item, Event)
         if item.id <= self.last:
             return []
@@ -117,9 +120,9 @@ def stream_events(
                 next_heartbeat = now + timing.heartbeat_s
             elif now >= reader.silence_deadline():
                 yield from reader.take(reader.check_silence())
-                if reader.gone:
-                    yield sse.local_error("internal", "The stream is no longer available.")
-                    return
+            if reader.gone:
+                yield sse.local_error("internal", "The stream is no longer available; start a new one.")
+                return
             if now >= next_touch and not reader.ended:
                 journal.touch_reader(stream_id)
                 next_touch = now + touch_every
