@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import jwt
 import pytest
 import redis
 import requests
@@ -89,6 +91,7 @@ def base_env(tmp_path_factory, redis_url: str, key_prefix: str) -> dict[str, str
         "SECRET_KEY": secrets.token_urlsafe(48),
         "DATABASE_URL": f"sqlite:///{instance / 'relay.db'}",
         "LOG_LEVEL": "WARNING",
+        "JWT_SECRET": secrets.token_urlsafe(48),
     }
 
 
@@ -121,6 +124,68 @@ def client(app):
 def anon_headers(client) -> dict[str, str]:
     token = client.post("/api/v1/anon_session").get_json()["token"]
     return {"Authorization": f"Bearer {token}"}
+
+
+# -- principals of each kind (anonymous above) and databases for DB-level tests -------
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def user_token(base_env):
+    """Mint a user JWT as the identity provider would: HS256 with the test JWT_SECRET."""
+
+    def mint(sub: str, email: str | None = None, ttl: int = 3600, **claims: object) -> str:
+        now = int(time.time())
+        body = {"sub": sub, "aud": "authenticated", "role": "authenticated", "iat": now, "exp": now + ttl, **claims}
+        if email:
+            body["email"] = email
+        return jwt.encode(body, base_env["JWT_SECRET"], algorithm="HS256")
+
+    return mint
+
+
+@pytest.fixture
+def user_a_headers(user_token) -> dict[str, str]:
+    """User A: provisioned on first use as the admin of a personal tenant."""
+    return bearer(user_token(f"user-a-{secrets.token_hex(4)}", "a@example.com"))
+
+
+@pytest.fixture
+def user_b_headers(user_token) -> dict[str, str]:
+    """User B: the admin of another personal tenant."""
+    return bearer(user_token(f"user-b-{secrets.token_hex(4)}", "b@example.com"))
+
+
+@pytest.fixture
+def member_headers(client, user_a_headers, user_token) -> dict[str, str]:
+    """A `member` (not an admin) of user A's tenant."""
+    from app.db import User
+    from app.extensions import database
+
+    assert client.get("/api/v1/conversations", headers=user_a_headers).status_code == 200
+    subject_a = jwt.decode(user_a_headers["Authorization"].split()[1], options={"verify_signature": False})["sub"]
+    subject = f"member-{secrets.token_hex(4)}"
+    with database.session() as session:
+        user_a = session.query(User).filter_by(subject=subject_a).one()
+        session.add(User(tenant_id=user_a.tenant_id, subject=subject, role="member"))
+    return bearer(user_token(subject))
+
+
+@pytest.fixture
+def api_key_headers(client, user_a_headers) -> dict[str, str]:
+    """An API key with scope `chat` in user A's tenant."""
+    response = client.post("/api/v1/api_keys", json={"name": "test key", "scopes": ["chat"]}, headers=user_a_headers)
+    assert response.status_code == 201, response.get_json()
+    return bearer(response.get_json()["key"])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A database URL, once per engine, for DB-level tests that must hold on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite'}"
+    return request.getfixturevalue("postgres_url")
 
 
 # -- real processes -----------------------------------------------------------------
