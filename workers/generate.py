@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -123,7 +124,9 @@ def _take(journal, stream_id, spec, delta, max_tokens, cost_cap_usd, progress: _
         if delta.completion_tokens is not None:
             progress.completion_tokens = delta.completion_tokens
         return True
-    completion = delta.completion_tokens or progress.completion_tokens + 1
+    # Providers that report output tokens only at the end get an estimate per chunk
+    # (a chunk holds one or more tokens): the cap must not be overrun by counting low.
+    completion = delta.completion_tokens or progress.completion_tokens + estimate_tokens(delta.text)
     cost = spec.cost(progress.prompt_tokens, completion)
     if cost > cost_cap_usd:
         progress.finish_reason = "cost_cap"
@@ -136,10 +139,15 @@ def _take(journal, stream_id, spec, delta, max_tokens, cost_cap_usd, progress: _
     progress.parts.append(delta.text)
     if progress.first_chunk_at is None:
         progress.first_chunk_at = time.monotonic()
-    if progress.completion_tokens >= max_tokens:
+    if len(progress.parts) >= max_tokens:  # a provider that ignores max_tokens
         progress.finish_reason = "length"
         return False
     return True
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens in a chunk of text, rounded up (about 4 characters a token)."""
+    return max(1, math.ceil(len(text) / 4))
 
 
 def _wait_for_row(runtime: StreamRuntime, stream_id: str) -> None:
