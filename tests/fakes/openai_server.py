@@ -8,6 +8,7 @@ Replies are deterministic. The last user message steers the reply:
   "#fail=<status>"  answer that HTTP status with an OpenAI-style error body
   "#cut=<n>"        drop the connection after n chunks
   "#ttft=<ms>"      wait that long before the first chunk
+  "#hold=<n>"       hold the first token until n such streams are in flight
   "#fail_once=<status>"  like #fail, but only the first time this exact message
                    is seen (put a unique token in it); later attempts succeed
   "#truncate=<n>"  end the body cleanly after n chunks, with no finish_reason,
@@ -31,10 +32,12 @@ import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
 import gevent  # noqa: E402
+import gevent.event  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
 REPLY = "Hello! This is the fake provider speaking, one word at a time."
-_DIRECTIVE = re.compile(r"#(fail_once|fail|cut|truncate|sse_error|ttft)=(\d+)")
+_DIRECTIVE = re.compile(r"#(fail_once|fail|cut|truncate|sse_error|ttft|hold)=(\d+)")
+HOLD_TIMEOUT_S = 30.0
 
 
 class Stats:
@@ -42,6 +45,7 @@ class Stats:
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.hold_timeouts = 0
 
     def enter(self) -> None:
         self.requests += 1
@@ -73,11 +77,31 @@ def _chunk(model: str, delta: dict, finish: str | None = None, usage: dict | Non
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
+class Barrier:
+    """`#hold=<n>`: hold every first token until n such streams are in flight at once
+    (or HOLD_TIMEOUT_S passed, counted in /stats): proof of concurrency, not a timing."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.released = gevent.event.Event()
+
+    def wait(self, count: int, stats: Stats) -> None:
+        self.waiting += 1
+        if self.waiting >= count:
+            self.released.set()
+        if not self.released.wait(HOLD_TIMEOUT_S):
+            stats.hold_timeouts += 1
+        self.waiting -= 1
+        if self.waiting == 0:
+            self.released = gevent.event.Event()
+
+
 class FakeOpenAI:
     def __init__(self, first_token_ms: float, token_ms: float) -> None:
         self.first_token_s = first_token_ms / 1000
         self.token_s = token_ms / 1000
         self.stats = Stats()
+        self.barrier = Barrier()
         self.attempts: Counter[str] = Counter()  # per distinct #fail_once message
 
     def __call__(self, environ, start_response):
@@ -117,6 +141,8 @@ class FakeOpenAI:
     def _events(self, model, pieces, finish, prompt_tokens, directives, body):
         self.stats.enter()
         try:
+            if "hold" in directives:
+                self.barrier.wait(directives["hold"], self.stats)
             gevent.sleep(directives.get("ttft", self.first_token_s * 1000) / 1000)
             for index, piece in enumerate(pieces):
                 if "cut" in directives and index >= directives["cut"]:
