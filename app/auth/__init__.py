@@ -23,7 +23,7 @@ from .. import audit
 from ..errors import APIError, unauthorized, unavailable
 from ..observability import AUTH_FAILURES, RATE_LIMIT_HITS, SECURITY_VIOLATIONS, endpoint_label
 from . import _failures, _user_jwt, _users, anonymous, api_keys
-from ._state import auth_state
+from ._state import AuthState, auth_state
 from ._verdicts import AuthFailure, invalid
 from .principal import ANONYMOUS_SCOPES, ROLE_SCOPES, SCOPES, Principal
 
@@ -53,28 +53,39 @@ def _bearer_token(header: str) -> str:
     return token
 
 
-def _verify(token: str) -> tuple[Principal, float | None]:
-    """Full verification of one credential: its principal and expiry (epoch seconds)."""
+def _verify(token: str) -> tuple[Principal, float | None, str | None]:
+    """Full verification of one credential: its principal, expiry (epoch seconds) and JWKS kid."""
     config = current_app.config
     if api_keys.looks_like_key(token):
-        return api_keys.verify(token, config), None
+        return api_keys.verify(token, config), None, None
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError:
         raise invalid("malformed") from None
     if anonymous.is_anonymous_token(claims):
         try:
-            return anonymous.verify(token, config["SECRET_KEY"], config["JWT_LEEWAY_SECONDS"]), claims["exp"]
+            return anonymous.verify(token, config["SECRET_KEY"], config["JWT_LEEWAY_SECONDS"]), claims["exp"], None
         except APIError as exc:
             reason = "expired" if exc.error_code == "token_expired" else "bad_anonymous_token"
             raise AuthFailure(exc, reason) from None
-    verified = _user_jwt.verify(token, claims, config, auth_state().jwks)
+    verified, kid = _user_jwt.verify(token, claims, config, auth_state().jwks)
     principal = _user_jwt.supabase_anonymous(verified)
     if principal is None:
         principal, created = _users.resolve(verified, config)
         if created:
             audit.record_event(audit.USER_PROVISIONED, principal)
-    return principal, verified["exp"]
+    return principal, verified["exp"], kid
+
+
+def _cached(state: AuthState, digest: bytes) -> Principal | None:
+    """A principal verified earlier, unless its JWKS key has since left the key set."""
+    hit = state.cache.get(digest)
+    if hit is None:
+        return None
+    principal, kid = hit
+    if kid is not None and (state.jwks is None or state.jwks.key(kid) is None):
+        return None
+    return principal
 
 
 def _record_failure(error: APIError, ip: str) -> None:
@@ -113,10 +124,10 @@ def authenticate() -> Principal:
     try:
         token = _bearer_token(header)
         digest = hashlib.sha256(token.encode()).digest()
-        principal = state.cache.get(digest)
+        principal = _cached(state, digest)
         if principal is None:
-            principal, expires_at = _verify(token)
-            state.cache.put(digest, principal, expires_at)
+            principal, expires_at, kid = _verify(token)
+            state.cache.put(digest, principal, expires_at, kid)
     except APIError as exc:
         if exc.code in (401, 403):
             _record_failure(exc, ip)

@@ -24,24 +24,25 @@ _EXTENSION = "relay.auth"
 
 
 class PrincipalCache:
-    """digest -> (principal, expiry as epoch seconds); bounded, oldest entries go first."""
+    """digest -> (principal, expiry as epoch seconds, JWKS kid); bounded, oldest entries go first."""
 
     def __init__(self, ttl_s: float, max_entries: int = MAX_CACHED_PRINCIPALS) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._entries: dict[bytes, tuple[Principal, float]] = {}
+        self._entries: dict[bytes, tuple[Principal, float, str | None]] = {}
         self._lock = threading.Lock()
 
-    def get(self, digest: bytes) -> Principal | None:
+    def get(self, digest: bytes) -> tuple[Principal, str | None] | None:
+        """The cached principal and the JWKS kid that verified it (None: not a JWKS token)."""
         entry = self._entries.get(digest)
         if entry is None:
             return None
         if entry[1] <= time.time():
             self._entries.pop(digest, None)
             return None
-        return entry[0]
+        return entry[0], entry[2]
 
-    def put(self, digest: bytes, principal: Principal, expires_at: float | None = None) -> None:
+    def put(self, digest: bytes, principal: Principal, expires_at: float | None = None, kid: str | None = None) -> None:
         if self.ttl_s <= 0:
             return
         until = time.time() + self.ttl_s
@@ -50,7 +51,7 @@ class PrincipalCache:
         with self._lock:
             while len(self._entries) >= self.max_entries:
                 self._entries.pop(next(iter(self._entries)), None)
-            self._entries[digest] = (principal, until)
+            self._entries[digest] = (principal, until, kid)
 
     def clear(self) -> None:
         with self._lock:

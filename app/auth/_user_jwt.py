@@ -53,8 +53,13 @@ def _key_for(header: Mapping[str, Any], config: Mapping[str, Any], jwks: JWKSCli
     raise invalid("algorithm_not_allowed")
 
 
-def verify(token: str, claims: Mapping[str, Any], config: Mapping[str, Any], jwks: JWKSClient | None) -> dict[str, Any]:
-    """The verified claims of a user JWT, or 401. `claims` are the unverified ones (routing only)."""
+def verify(
+    token: str, claims: Mapping[str, Any], config: Mapping[str, Any], jwks: JWKSClient | None
+) -> tuple[dict[str, Any], str | None]:
+    """The verified claims of a user JWT and the JWKS kid used (None: HS256), or 401.
+
+    `claims` are the unverified ones, used for routing and early refusals only.
+    """
     if claims.get("role") in SUPABASE_KEY_ROLES:
         raise invalid("supabase_project_key")
     try:
@@ -86,7 +91,7 @@ def verify(token: str, claims: Mapping[str, Any], config: Mapping[str, Any], jwk
         raise invalid("bad_claims")
     if verified.get("role") in SUPABASE_KEY_ROLES:
         raise invalid("supabase_project_key")
-    return verified
+    return verified, (header["kid"] if algorithm in JWKS_ALGORITHMS else None)
 
 
 def supabase_anonymous(claims: Mapping[str, Any]) -> Principal | None:
