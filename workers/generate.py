@@ -15,6 +15,7 @@ from celery import shared_task
 from flask import current_app
 
 from app.db import queries
+from app.limits.budget import settle as settle_budget
 from app.streams import CLAIM_REFUSED, CLAIMED_CANCELLED, REJECTED_CANCELLED, REJECTED_ENDED, StreamRuntime
 
 from .cancel_watch import Cancelled, CancelWatch
@@ -183,6 +184,7 @@ def _finish(runtime: StreamRuntime, stream_id: str, spec, progress: _Progress, e
     except Exception:  # the client still gets its terminal event
         log.exception("stream %s: could not persist the reply", stream_id)
         error = error or ("internal", "The reply could not be saved.")
+    settle_budget(stream_id, cost)  # the reservation becomes the real cost (on error and cancel too)
     if error:
         _append_terminal(runtime, stream_id, "error", {"error_code": error[0], "detail": error[1], "retry_after": None})
         return

@@ -7,6 +7,7 @@ import time
 from flask import Blueprint, current_app
 
 from ..auth import anonymous
+from ..limits import client_ip, limit
 from ..schemas import json_body, load
 from ..schemas.sessions import anon_session_schema
 
@@ -14,6 +15,7 @@ bp = Blueprint("sessions", __name__, url_prefix="/api/v1")
 
 
 @bp.post("/anon_session")
+@limit("anon_mint", client_ip)
 def anon_session():
     config = current_app.config
     max_ttl = config["ANON_TOKEN_MAX_TTL"]

@@ -16,6 +16,7 @@ from ..auth.principal import Principal
 from ..db import queries
 from ..db.models import new_id
 from ..errors import APIError, forbidden, not_found
+from ..limits import admit_stream
 from .reader import stream_events
 from .runtime import StreamRuntime
 
@@ -58,15 +59,25 @@ def start_stream(runtime: StreamRuntime, principal: Principal, request: dict[str
     conversation_id = conversation_id or new_id()
 
     stream_id = request.get("stream_id") or new_stream_id()
+    messages = [*history, {"role": "user", "content": message}]
+    max_tokens = request.get("max_tokens") or runtime.settings["MAX_TOKENS_PER_REQUEST"]
+    cost_cap_usd = request.get("cost_cap_usd") or runtime.settings["DEFAULT_COST_CAP_USD"]
+    # Rate limits, quotas and the budget reservation (429 when refused); the worker settles it.
+    admission = admit_stream(principal, spec, stream_id, messages, max_tokens, cost_cap_usd)
     first = {"stream_id": stream_id, "conversation_id": conversation_id, "model": spec.id}
-    owner = runtime.journal.create(stream_id, {"owner": principal.id, "model": spec.id}, "stream", first)
-    if owner is not None:
-        if owner != principal.id:
-            raise APIError(409, "stream_id_in_use", "This stream_id belongs to another stream.")
-        return StreamStart(stream_id, 0)  # the caller's own stream: attach, never start twice
-    if request.get("stream_id") and _used_before(runtime, stream_id):
-        runtime.journal.discard(stream_id)
-        raise APIError(409, "stream_id_in_use", "This stream_id was already used.")
+    try:
+        owner = runtime.journal.create(stream_id, {"owner": principal.id, "model": spec.id}, "stream", first)
+        if owner is not None:
+            if owner != principal.id:
+                raise APIError(409, "stream_id_in_use", "This stream_id belongs to another stream.")
+            admission.release()
+            return StreamStart(stream_id, 0)  # the caller's own stream: attach, never start twice
+        if request.get("stream_id") and _used_before(runtime, stream_id):
+            runtime.journal.discard(stream_id)
+            raise APIError(409, "stream_id_in_use", "This stream_id was already used.")
+    except BaseException:
+        admission.release()  # no stream was created: nothing will settle this reservation
+        raise
 
     runtime.enqueue(
         "workers.generate",
@@ -74,9 +85,9 @@ def start_stream(runtime: StreamRuntime, principal: Principal, request: dict[str
         kwargs={
             "stream_id": stream_id,
             "model": spec.id,
-            "messages": [*history, {"role": "user", "content": message}],
-            "max_tokens": request.get("max_tokens") or runtime.settings["MAX_TOKENS_PER_REQUEST"],
-            "cost_cap_usd": request.get("cost_cap_usd") or runtime.settings["DEFAULT_COST_CAP_USD"],
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "cost_cap_usd": cost_cap_usd,
         },
     )
     rows = {
