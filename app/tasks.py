@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery, Task
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 from flask import Flask
 
 TASK_MODULES = ("workers.generate",)
@@ -44,6 +44,8 @@ def celery_init_app(app: Flask) -> Celery:
     )
     celery.set_default()
     app.extensions["celery"] = celery
+    if config["RELAY_PRELOAD_LOCAL_MODEL"]:
+        _preload_local_model(app)
     return celery
 
 
@@ -54,3 +56,14 @@ def _warm_remote_providers(**_: object) -> None:
 
     for module in ("openai", "anthropic"):
         importlib.import_module(module)
+
+
+def _preload_local_model(app: Flask) -> None:
+    """In the local model's workers (RELAY_PRELOAD_LOCAL_MODEL=1 in the Procfile), load
+    the model once per process at start, so the first stream does not wait for it."""
+
+    @worker_process_init.connect(weak=False)
+    def load(**_: object) -> None:
+        from workers.providers import get_provider
+
+        get_provider("local", app.config).warm()

@@ -34,6 +34,11 @@ class LocalProvider(Provider):
         self._llama = None
         self._lock = threading.Lock()  # one generation at a time per loaded model
 
+    def warm(self) -> None:
+        """Load the model now rather than on the first stream."""
+        with self._lock:
+            self._model()
+
     def _model(self):
         if self._llama is None:
             from llama_cpp import Llama
