@@ -10,7 +10,7 @@ import uuid
 from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import errors, limits
+from . import errors, limits, schemas
 from .extensions import cors, database, migrate, redis_store, talisman
 from .observability import HTTP_DURATION, HTTP_REQUESTS, endpoint_label
 from .streams import StreamRuntime
@@ -87,6 +87,7 @@ def register_hooks(app: Flask) -> None:
 
     # After the request id: a limit may refuse the request, and the refusal carries its id.
     limits.init_app(app)
+    schemas.init_app(app)  # after the limits: a malformed request still counts against global_ip
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import request
+from flask import Flask, request
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import BadRequest
 
@@ -35,3 +35,10 @@ def json_body(optional: bool = False) -> Mapping[str, Any]:
             422, "validation_error", "The body must be a JSON object.", {"fields": {"_schema": ["Expected an object."]}}
         )
     return body
+
+
+def init_app(app: Flask) -> None:
+    """Check every request's query string against its endpoint's schema (app/schemas/query.py)."""
+    from .query import validate_query
+
+    app.before_request(validate_query)

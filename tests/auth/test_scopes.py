@@ -10,11 +10,13 @@ from flask import Flask
 from app.api import BLUEPRINTS
 from tests.auth.helpers import assert_error
 
-# Public on purpose: liveness, metrics (own token), minting anonymous tokens, the model list, the widget.
+# Public on purpose: liveness, metrics (own token), minting anonymous tokens, the model list, the widget,
+# the OpenAPI document.
 PUBLIC = {
     "health.health",
     "health.ready",
     "metrics.metrics",
+    "openapi.document",
     "sessions.anon_session",
     "sessions.models",
     "widget.index",
