@@ -150,8 +150,19 @@ class Journal:
 
     def read_after(self, stream_id: str, after: int) -> list[Event]:
         """Journal events with id > after, in order."""
-        rows = self.client.xrange(self._key(stream_id, "events"), min=f"(0-{after}", max="+")
+        return self._events(self.client.xrange(self._key(stream_id, "events"), min=f"(0-{after}", max="+"))
+
+    @staticmethod
+    def _events(rows: list) -> list[Event]:
         return [Event(int(row_id.split("-", 1)[1]), fields["e"], fields["d"]) for row_id, fields in rows]
+
+    def attach(self, stream_id: str, after: int) -> list[Event]:
+        """A reader arrives: mark it live and read what it missed, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self._key(stream_id, "readers"), "1", ex=max(1, int(self.orphan_grace_s)))
+        pipe.xrange(self._key(stream_id, "events"), min=f"(0-{after}", max="+")
+        _, rows = pipe.execute()
+        return self._events(rows)
 
     def touch_reader(self, stream_id: str) -> None:
         """A live reader exists: keep the stream from being cancelled as orphaned."""

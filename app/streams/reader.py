@@ -107,9 +107,8 @@ def stream_events(
     touch_every = max(0.5, timing.orphan_grace_s / 3)
     try:
         yield sse.PREAMBLE
-        journal.touch_reader(stream_id)
         next_touch = time.time() + touch_every
-        yield from reader.take(journal.read_after(stream_id, reader.last))
+        yield from reader.take(journal.attach(stream_id, reader.last))
         next_heartbeat = time.time() + timing.heartbeat_s
         while not reader.ended:
             now = time.time()
