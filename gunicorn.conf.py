@@ -13,3 +13,11 @@ accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 # Access lines omit query strings: nothing secret belongs there, and nothing is logged if it does.
 limit_request_line = 8190
+
+
+def child_exit(server, worker):
+    """Prometheus multiprocess mode: forget the live gauges of a worker that exited."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

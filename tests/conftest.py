@@ -274,10 +274,13 @@ class Stack:
 
 def stack_env(base_env: dict[str, str], provider_url: str, log_dir: Path, **overrides: str) -> dict[str, str]:
     """Environment of a separate Relay: its own SQLite file (migrated) and settings."""
+    metrics_dir = log_dir / "prometheus"
+    metrics_dir.mkdir(exist_ok=True)
     env = {
         **os.environ,
         **base_env,
         "DATABASE_URL": f"sqlite:///{log_dir / 'relay.db'}",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "OPENAI_API_KEY": "sk-test-not-a-real-key",
         "OPENAI_BASE_URL": provider_url,
         "DEFAULT_MODEL": "local-smollm2",

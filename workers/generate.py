@@ -16,6 +16,7 @@ from flask import current_app
 
 from app.db import queries
 from app.limits.budget import settle as settle_budget
+from app.observability import LLM_COST, STREAM_TTFT, STREAMS_TOTAL
 from app.streams import CLAIM_REFUSED, CLAIMED_CANCELLED, REJECTED_CANCELLED, REJECTED_ENDED, StreamRuntime
 
 from .cancel_watch import Cancelled, CancelWatch
@@ -166,6 +167,9 @@ def _wait_for_row(runtime: StreamRuntime, stream_id: str) -> None:
 def _finish(runtime: StreamRuntime, stream_id: str, spec, progress: _Progress, error: tuple[str, str] | None = None):
     """Persist the reply and usage, then record the terminal event (store, then notify)."""
     cost = spec.cost(progress.prompt_tokens, progress.completion_tokens)
+    LLM_COST.labels(spec.id).inc(cost)
+    if progress.first_chunk_at is not None:
+        STREAM_TTFT.observe(progress.first_chunk_at - progress.started)
     message_id = None
     try:
         _wait_for_row(runtime, stream_id)
@@ -185,6 +189,7 @@ def _finish(runtime: StreamRuntime, stream_id: str, spec, progress: _Progress, e
         log.exception("stream %s: could not persist the reply", stream_id)
         error = error or ("internal", "The reply could not be saved.")
     settle_budget(stream_id, cost)  # the reservation becomes the real cost (on error and cancel too)
+    STREAMS_TOTAL.labels(error[0] if error else progress.finish_reason).inc()
     if error:
         _append_terminal(runtime, stream_id, "error", {"error_code": error[0], "detail": error[1], "retry_after": None})
         return

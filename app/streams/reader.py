@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import redis
 
+from ..observability import STREAMS_ACTIVE, STREAMS_TOTAL
 from . import sse
 from .hub import RESYNC, PubSubHub, Subscription
 from .journal import Event, Journal
@@ -73,6 +74,11 @@ class _Reader:
         limit = self.timing.stall_s if self.started else min(self.timing.queue_timeout_s, self.timing.stall_s)
         return self.last_event_at + limit
 
+    def _end(self, code: str, detail: str) -> None:
+        data = {"error_code": code, "detail": detail, "retry_after": 5}
+        if self.journal.append(self.stream_id, "error", data) > 0:
+            STREAMS_TOTAL.labels(code).inc()
+
     def check_silence(self) -> list[Event]:
         """Silent too long: end the stream as no_worker or stalled, unless it moved on."""
         meta = self.journal.meta(self.stream_id)
@@ -85,17 +91,9 @@ class _Reader:
         silent_for = time.time() - self.last_event_at
         if "ended" not in meta:
             if not self.started and silent_for >= self.timing.queue_timeout_s:
-                self.journal.append(
-                    self.stream_id,
-                    "error",
-                    {"error_code": "no_worker", "detail": "No worker took the job in time.", "retry_after": 5},
-                )
+                self._end("no_worker", "No worker took the job in time.")
             elif self.started and silent_for >= self.timing.stall_s:
-                self.journal.append(
-                    self.stream_id,
-                    "error",
-                    {"error_code": "stalled", "detail": "The worker stopped responding.", "retry_after": 5},
-                )
+                self._end("stalled", "The worker stopped responding.")
         return self.journal.read_after(self.stream_id, self.last)
 
 
@@ -105,6 +103,7 @@ def stream_events(
     """SSE text for one client; `sub` is already confirmed. Always unsubscribes."""
     reader = _Reader(stream_id, after, journal, timing)
     touch_every = max(0.5, timing.orphan_grace_s / 3)
+    STREAMS_ACTIVE.inc()
     try:
         yield sse.PREAMBLE
         next_touch = time.time() + touch_every
@@ -132,4 +131,5 @@ def stream_events(
         log.warning("stream %s: Redis unavailable while reading (%s)", stream_id, type(exc).__name__)
         yield sse.local_error("dependency_unavailable", "The stream store is unavailable; resume shortly.", 2)
     finally:
+        STREAMS_ACTIVE.dec()
         hub.unsubscribe(sub)

@@ -156,3 +156,26 @@ def test_one_gevent_process_serves_100_concurrent_streams(stack, fake_openai):
     assert after["requests"] - before["requests"] == 100
     assert after["hold_timeouts"] == before["hold_timeouts"], "the 100 streams were never all in flight at once"
     assert after["max_in_flight"] >= 100
+
+
+def test_metrics_gather_web_and_worker_processes_with_bounded_labels(stack):
+    token = stack.anon_token()
+    response = stack.post_stream(token, {"message": "echo:count me", "model": "gpt-4o-mini"})
+    stream_id = response.headers["X-Stream-Id"]
+    assert collect(response)[-1].event == "done"
+    text = requests.get(f"{stack.base_url}/metrics", timeout=10).text
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    # From the Celery worker process:
+    assert samples['relay_streams_total{outcome="stop"}'] >= 1
+    assert samples['relay_llm_cost_usd_total{model="gpt-4o-mini"}'] > 0
+    assert samples["relay_stream_ttft_seconds_count"] >= 1
+    # From the gunicorn worker process:
+    assert any(name.startswith("http_requests_total{") and 'endpoint="/api/v1/stream"' in name for name in samples)
+    assert "relay_streams_active" in samples
+    # Labels never carry ids or tokens.
+    for line in text.splitlines():
+        assert stream_id not in line and token not in line and "anon:" not in line, line
