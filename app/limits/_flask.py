@@ -12,6 +12,7 @@ fail-open. The next request reconnects by itself.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,9 +141,9 @@ def _audit(name: str) -> None:
 def _rate_limit_exceeded(exc: RateLimitExceeded) -> Response:
     current = _limiter().current_limit
     name = _name(current) if current is not None else "global_ip"
-    reset = current.reset_at if current is not None else int(time.time()) + 1
+    reset = current.window.reset_time if current is not None else time.time() + 1
     error = too_many(code_for(name), name, reset - time.time(), "Too many requests; slow down.")
-    refused(error, exc.limit.limit.amount, reset)
+    refused(error, exc.limit.limit.amount, math.ceil(reset))
     return error_response(429, error.error_code, error.description, error.details, error.extra_headers)
 
 
@@ -166,7 +167,8 @@ def _most_constraining() -> tuple[int, int, int] | None:
     best = None
     try:
         for item in seen.values():
-            candidate = (item.limit.amount, max(0, item.remaining), item.reset_at)
+            reset, remaining = item.window
+            candidate = (item.limit.amount, max(0, remaining), math.ceil(reset))
             if best is None or (candidate[1], -candidate[2]) < (best[1], -best[2]):
                 best = candidate
     except (redis.ConnectionError, redis.TimeoutError):
