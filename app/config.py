@@ -117,6 +117,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("JWKS_FETCH_TIMEOUT_SECONDS", 3.0, float, "timeout of one JWKS fetch"),
     _s("JWKS_CACHE_SECONDS", 300, int, "cached JWKS keys are refetched after this long (kept if the fetch fails)"),
     _s("AUTH_CACHE_SECONDS", 60, int, "a verified credential's principal is reused this long in one process"),
+    _s("AUTH_CHECK_CACHE_SECONDS", 1.0, float, "an IP's auth_failures and revocation check is reused this long"),
     _s("AUTHORIZED_USERS", (), _csv, "allowlist of emails or subs; empty: everyone"),
     _s("AUTO_PROVISION_USERS", True, _bool, "create unknown users with a personal tenant"),
     _s("ANON_TOKEN_MAX_TTL", 604800, int, "longest and default anonymous token life, seconds"),

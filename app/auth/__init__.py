@@ -93,10 +93,10 @@ def _record_failure(error: APIError, ip: str) -> None:
     AUTH_FAILURES.labels(reason, endpoint_label()).inc()
     if not isinstance(error, AuthFailure):
         return
-    limit = current_app.config["LIMIT_AUTH_FAILURES"]
+    gate = auth_state().gate
     if error.code == 401 and reason not in _NOT_COUNTED:
         try:
-            if _failures.record_failure(ip, limit) == limit[0]:
+            if gate.record(ip) == gate.allowed:
                 audit.record_event(audit.RATE_LIMITED, None, {"limit": _failures.LIMIT_NAME})
         except _failures.REDIS_ERRORS:
             pass  # already refusing; the next request's preflight answers 503
@@ -114,7 +114,7 @@ def authenticate() -> Principal:
         raise unauthorized("missing_token", "Send Authorization: Bearer <token>.")
     state, ip = auth_state(), request.remote_addr or "unknown"
     try:
-        state.sync_epoch(_failures.preflight(ip, current_app.config["LIMIT_AUTH_FAILURES"]))
+        state.sync_epoch(*state.gate.check(ip))
     except _failures.REDIS_ERRORS:
         state.cache.clear()  # revocations may have been missed while Redis was away
         raise unavailable("redis") from None

@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import current_app
 
+from ._failures import FailureGate
 from ._jwks import JWKSClient
 from .principal import Principal
 
@@ -63,7 +64,9 @@ class AuthState:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.cache = PrincipalCache(config["AUTH_CACHE_SECONDS"])
+        self.gate = FailureGate(config["LIMIT_AUTH_FAILURES"], config["AUTH_CHECK_CACHE_SECONDS"])
         self.epoch: str | None = None
+        self._epoch_read_at = float("-inf")
         self.jwks: JWKSClient | None = None
         if config["JWKS_URL"]:
             self.jwks = JWKSClient(
@@ -74,8 +77,15 @@ class AuthState:
                 on_change=self.cache.clear,
             )
 
-    def sync_epoch(self, epoch: str | None) -> None:
-        """Forget every cached principal when another process changed credentials."""
+    def sync_epoch(self, epoch: str | None, read_at: float) -> None:
+        """Forget every cached principal when another process changed credentials.
+
+        Readings older than the last one applied are ignored, so remembered
+        answers of different IPs never make the epoch flap.
+        """
+        if read_at < self._epoch_read_at:
+            return
+        self._epoch_read_at = read_at
         if epoch != self.epoch:
             self.cache.clear()
             self.epoch = epoch

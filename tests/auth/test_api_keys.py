@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 from sqlalchemy import text
@@ -51,15 +52,21 @@ def test_unknown_revoked_and_malformed_keys_look_the_same(client, user_a_headers
     assert len(set(map(repr, answers))) == 1
 
 
-def test_revocation_reaches_every_process_at_once(make_app, db_url, user_a_headers):
-    """Two app instances (two processes' worth of caches) on one database and Redis."""
-    first = make_app(DATABASE_URL=db_url)
+@pytest.mark.parametrize("check_cache_s", [0, 1.0])
+def test_revocation_reaches_every_process(make_app, db_url, user_a_headers, check_cache_s):
+    """Two app instances (two processes' worth of caches) on one database and Redis: the other
+    process refuses the key at once, or within AUTH_CHECK_CACHE_SECONDS when it reuses its checks."""
+    first = make_app(DATABASE_URL=db_url, AUTH_CHECK_CACHE_SECONDS=check_cache_s)
     second = make_app(DATABASE_URL=db_url)
     one, two = first.test_client(), second.test_client()
     created = new_key(two, user_a_headers)
     for _ in range(3):  # cached in the first app now
         assert one.get(PROTECTED, headers=bearer(created["key"])).status_code == 200
     assert two.delete(f"/api/v1/api_keys/{created['id']}", headers=user_a_headers).status_code == 204
+    revoked_at = time.monotonic()
+    while one.get(PROTECTED, headers=bearer(created["key"])).status_code == 200:
+        assert time.monotonic() - revoked_at < check_cache_s + 0.5
+        time.sleep(0.05)
     assert_error(one.get(PROTECTED, headers=bearer(created["key"])), 401, "invalid_token")
 
 

@@ -107,3 +107,16 @@ def test_reaching_the_limit_is_audited_once(make_app):
     with database.session() as session:
         types = [event.type for event in session.query(AuditEvent)]
     assert types.count("rate_limited") == 1 and types.count("auth_failure") == 2
+
+
+def test_a_second_process_grants_at_most_one_more_guess(make_app, user_a_headers):
+    """Checks are reused for AUTH_CHECK_CACHE_SECONDS, but every failure is counted in Redis at once
+    and its count blocks the IP in that process: spreading guesses over processes gains one each."""
+    one = make_app(LIMIT_AUTH_FAILURES="3/60", AUTH_CHECK_CACHE_SECONDS=30).test_client()
+    two = make_app(LIMIT_AUTH_FAILURES="3/60", AUTH_CHECK_CACHE_SECONDS=30).test_client()
+    assert one.get(PROTECTED, headers=user_a_headers).status_code == 200  # one remembers: not blocked
+    fail(two, 3)
+    assert_error(two.get(PROTECTED, headers=user_a_headers), 429, "rate_limited")
+    fail(one, 1)  # the one extra guess; its count tells `one` the IP is blocked
+    assert_error(one.get(PROTECTED, headers=bearer("garbage")), 429, "rate_limited")
+    assert_error(one.get(PROTECTED, headers=user_a_headers), 429, "rate_limited")
