@@ -20,7 +20,7 @@ from urllib.error import URLError
 from urllib.parse import urlparse
 
 from jwt import PyJWK
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWTError
 
 log = logging.getLogger("relay.auth.jwks")
 
@@ -52,13 +52,15 @@ def parse_jwks(document: Any) -> dict[str, tuple[PyJWK, str]]:
     for entry in document["keys"]:
         if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
             continue
-        kid, kty = entry.get("kid"), entry.get("kty")
-        algorithm = _PINNED.get((kty, entry.get("crv") if kty == "EC" else None))
+        kid, kty, crv = entry.get("kid"), entry.get("kty"), entry.get("crv") if entry.get("kty") == "EC" else None
+        if not isinstance(kty, str) or not isinstance(crv, str | None):
+            continue
+        algorithm = _PINNED.get((kty, crv))
         if not isinstance(kid, str) or not kid or algorithm is None or entry.get("alg", algorithm) != algorithm:
             continue
         try:
             key = PyJWK(entry, algorithm=algorithm)
-        except (PyJWKError, ValueError, TypeError):
+        except (PyJWTError, ValueError, TypeError):
             continue
         if kty == "RSA" and key.key.key_size < MIN_RSA_BITS:
             continue

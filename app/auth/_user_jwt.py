@@ -25,11 +25,16 @@ SUPABASE_KEY_ROLES = frozenset({"anon", "service_role"})
 MAX_SUBJECT_CHARS = 255
 
 
+def _one_of(value: Any, names: frozenset[str]) -> bool:
+    """Membership that a list or an object in a token (unhashable) cannot turn into a 500."""
+    return isinstance(value, str) and value in names
+
+
 def _key_for(header: Mapping[str, Any], config: Mapping[str, Any], jwks: JWKSClient | None) -> tuple[Any, str]:
     algorithm = header.get("alg")
     if algorithm == HMAC_ALGORITHM and config["JWT_SECRET"]:
         return config["JWT_SECRET"], HMAC_ALGORITHM
-    if algorithm in JWKS_ALGORITHMS and jwks is not None:
+    if _one_of(algorithm, JWKS_ALGORITHMS) and jwks is not None:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise invalid("missing_kid")
@@ -60,7 +65,7 @@ def verify(
 
     `claims` are the unverified ones, used for routing and early refusals only.
     """
-    if claims.get("role") in SUPABASE_KEY_ROLES:
+    if _one_of(claims.get("role"), SUPABASE_KEY_ROLES):
         raise invalid("supabase_project_key")
     try:
         header = jwt.get_unverified_header(token)
@@ -87,9 +92,9 @@ def verify(
     except jwt.InvalidTokenError:
         raise invalid("bad_claims") from None
     subject = verified.get("sub")
-    if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_CHARS:
+    if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_CHARS or not subject.isprintable():
         raise invalid("bad_claims")
-    if verified.get("role") in SUPABASE_KEY_ROLES:
+    if _one_of(verified.get("role"), SUPABASE_KEY_ROLES):
         raise invalid("supabase_project_key")
     return verified, (header["kid"] if algorithm in JWKS_ALGORITHMS else None)
 

@@ -25,7 +25,7 @@ MAX_EMAIL_CHARS = 320
 
 def _email(claims: Mapping[str, Any]) -> str | None:
     email = claims.get("email")
-    if not isinstance(email, str) or not 0 < len(email) <= MAX_EMAIL_CHARS:
+    if not isinstance(email, str) or not 0 < len(email) <= MAX_EMAIL_CHARS or not email.isprintable():
         return None
     return email
 
