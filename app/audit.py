@@ -40,8 +40,8 @@ def _clean(details: Mapping[str, Any] | None) -> dict[str, Any]:
         if value is None or isinstance(value, bool | int | float):
             cleaned[str(name)[:40]] = value
         else:
-            text = "".join(char for char in str(value)[: MAX_DETAIL_CHARS * 2] if char.isprintable())
-            cleaned[str(name)[:40]] = redact(text)[:MAX_DETAIL_CHARS]
+            text = redact(str(value))  # before truncating: a cut token would no longer look like one
+            cleaned[str(name)[:40]] = "".join(char for char in text if char.isprintable())[:MAX_DETAIL_CHARS]
     return cleaned
 
 
