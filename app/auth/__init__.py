@@ -24,7 +24,7 @@ from ..errors import APIError, unauthorized, unavailable
 from ..observability import AUTH_FAILURES, RATE_LIMIT_HITS, SECURITY_VIOLATIONS, endpoint_label
 from . import _failures, _user_jwt, _users, anonymous, api_keys
 from ._state import AuthState, auth_state
-from ._verdicts import AuthFailure, invalid
+from ._verdicts import AuthFailure, insufficient_scope, invalid
 from .principal import ANONYMOUS_SCOPES, ROLE_SCOPES, SCOPES, Principal
 
 __all__ = [
@@ -157,12 +157,7 @@ def require_scopes(*scopes: str) -> Callable[[F], F]:
             principal = authenticate()
             g.principal = principal
             if not principal.has_scopes(*scopes):
-                error = APIError(
-                    403,
-                    "insufficient_scope",
-                    "This credential lacks the scope this endpoint needs.",
-                    {"required": sorted(scopes)},
-                )
+                error = insufficient_scope(scopes, "This credential lacks the scope this endpoint needs.")
                 _refused(principal, error)
                 raise error
             try:

@@ -7,6 +7,7 @@ that would help an attacker (an unknown and a revoked key look the same).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import APIError, unauthorized
@@ -49,3 +50,10 @@ def not_allowed(reason: str, tenant_id: str | None = None, **audit: Any) -> Auth
     """403 user_not_allowed: a valid token of someone Relay does not admit."""
     error = APIError(403, "user_not_allowed", "This user is not allowed to use this service.")
     return AuthFailure(error, reason, tenant_id, audit)
+
+
+def insufficient_scope(required: Iterable[str], message: str) -> APIError:
+    """403 insufficient_scope, with the RFC 6750 challenge naming the scopes required."""
+    names = sorted(required)
+    challenge = f'Bearer realm="relay", error="insufficient_scope", scope="{" ".join(names)}"'
+    return APIError(403, "insufficient_scope", message, {"required": names}, {"WWW-Authenticate": challenge})

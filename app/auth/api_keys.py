@@ -22,11 +22,11 @@ from .. import audit
 from ..db import ApiKey, Tenant
 from ..db import api_keys as queries
 from ..db.models import utcnow
-from ..errors import APIError, unavailable
+from ..errors import unavailable
 from ..extensions import database
 from . import _failures
 from ._state import auth_state
-from ._verdicts import INVALID_KEY_MESSAGE, invalid
+from ._verdicts import INVALID_KEY_MESSAGE, insufficient_scope, invalid
 from .principal import SCOPES, Principal
 
 log = logging.getLogger("relay.auth.keys")
@@ -128,12 +128,7 @@ def create_for(principal: Principal, name: str, scopes: Iterable[str], secret_ke
     wanted = parse_scopes(scopes)
     beyond = wanted - principal.scopes
     if beyond or principal.tenant_id is None:
-        raise APIError(
-            403,
-            "insufficient_scope",
-            "A key cannot have scopes its creator lacks.",
-            {"required": sorted(beyond or wanted)},
-        )
+        raise insufficient_scope(beyond or wanted, "A key cannot have scopes its creator lacks.")
     return create_key(principal.tenant_id, name, wanted, secret_key, actor=principal)
 
 

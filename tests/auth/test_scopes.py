@@ -65,8 +65,11 @@ def test_no_token_is_401_everywhere_but_public(client, route):
 @pytest.mark.parametrize("route", PRIVILEGED, ids=_id)
 def test_anonymous_principals_have_chat_only(client, anon_headers, route):
     _, method, path, scopes = route
-    error = assert_error(client.open(path, method=method, headers=anon_headers), 403, "insufficient_scope")
+    response = client.open(path, method=method, headers=anon_headers)
+    error = assert_error(response, 403, "insufficient_scope")
     assert set(error["details"]["required"]) == set(scopes)
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge.startswith('Bearer realm="relay", error="insufficient_scope", scope="')
 
 
 @pytest.mark.parametrize("route", ADMIN, ids=_id)
