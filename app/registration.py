@@ -53,7 +53,8 @@ def register_extensions(app: Flask) -> None:
         origins=list(config["ALLOWED_ORIGINS"]),
         expose_headers=EXPOSED_HEADERS,
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
-        supports_credentials=False,
+        methods=["GET", "POST", "DELETE"],
+        supports_credentials=False,  # bearer tokens, never cookies: no credentialed (or wildcard) CORS
         max_age=600,
     )
     talisman.init_app(
@@ -79,6 +80,7 @@ def register_hooks(app: Flask) -> None:
     @app.after_request
     def echo_request_id_and_count(response):
         response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+        response.vary.add("Origin")  # CORS answers differ by Origin: shared caches must not mix them
         endpoint = endpoint_label()
         HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
         if "started" in g:

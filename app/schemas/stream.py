@@ -13,6 +13,15 @@ STREAM_ID = r"^[A-Za-z0-9_-]{8,64}$"
 CONVERSATION_ID = r"^[A-Za-z0-9_-]{1,64}$"
 
 
+class StrictFloat(fields.Float):
+    """A JSON number: a string or a boolean that would convert is still 422."""
+
+    def _validated(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
 @lru_cache(maxsize=8)
 def _stream_schema(max_chars: int, max_cost: float, token_limit: int) -> type[Schema]:
     class StreamRequestSchema(Schema):
@@ -20,7 +29,7 @@ def _stream_schema(max_chars: int, max_cost: float, token_limit: int) -> type[Sc
         model = fields.String(validate=validate.Length(min=1, max=100))
         conversation_id = fields.String(validate=validate.Regexp(CONVERSATION_ID))
         stream_id = fields.String(validate=validate.Regexp(STREAM_ID))
-        cost_cap_usd = fields.Float(allow_nan=False, validate=validate.Range(min=0, max=max_cost, min_inclusive=False))
+        cost_cap_usd = StrictFloat(allow_nan=False, validate=validate.Range(min=0, max=max_cost, min_inclusive=False))
         max_tokens = fields.Integer(strict=True, validate=validate.Range(min=1, max=token_limit))
 
         @validates("message")
