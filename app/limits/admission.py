@@ -98,6 +98,8 @@ def admit_stream(
     peeks = _flask.global_windows()  # flask-limiter's global_ip, already counted: read for the headers
     budgets = budget.ceilings(config, principal.tenant_id, principal.is_anonymous)
     reserved_usd = budget.reservation_usd(spec, messages, max_tokens, cost_cap_usd)
+    if not rules and not any(ceiling for _, _, ceiling in budgets):
+        return Admission(stream_id, False, reserved_usd)  # every limit and budget is off: nothing to count
     lifetime_ttl = config["ANON_TOKEN_MAX_TTL"] + config["JWT_LEEWAY_SECONDS"]
     hold = config["BUDGET_RESERVATION_SECONDS"]
     keys = [budget.reservations_key(), budget.reservation_key(stream_id)]
