@@ -21,3 +21,34 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+# gunicorn answers malformed HTTP (a bad request line, headers too large) itself,
+# before Flask runs, with an HTML page. Relay's contract is one JSON error shape
+# for every error, so each worker swaps in a writer of that shape.
+_GUNICORN_CODES = {400: "bad_request", 403: "forbidden", 414: "uri_too_long", 417: "expectation_failed",
+                   431: "headers_too_large", 500: "internal", 501: "not_implemented"}  # fmt: skip
+
+
+def _write_json_error(sock, status_int, reason, mesg):
+    import json
+    import uuid
+
+    from gunicorn.util import write_nonblock
+
+    request_id = uuid.uuid4().hex
+    code = _GUNICORN_CODES.get(status_int, "bad_request")
+    body = json.dumps(
+        {"error": {"code": code, "message": f"{reason}.", "details": {}, "request_id": request_id}}
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"X-Request-ID: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    write_nonblock(sock, head.encode("latin1") + body)
+
+
+def post_worker_init(worker):
+    import gunicorn.util
+
+    gunicorn.util.write_error = _write_json_error

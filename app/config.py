@@ -236,6 +236,8 @@ def check_settings(values: Mapping[str, Any]) -> None:
         raise ConfigError("WEBHOOK_ACCEPT_LEGACY: unsigned-timestamp legacy webhooks are refused in production")
     if values["ALLOW_PRIVATE_WEBHOOK_TARGETS"]:
         raise ConfigError("ALLOW_PRIVATE_WEBHOOK_TARGETS: refused in production (SSRF)")
+    if values["JWKS_URL"] and not values["JWKS_URL"].startswith("https://"):
+        raise ConfigError("JWKS_URL: must be https in production (keys fetched in the clear can be forged)")
 
 
 def local_secret(instance_path: str | os.PathLike[str], name: str = "secret_key") -> str:

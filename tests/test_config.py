@@ -34,6 +34,7 @@ def production(**overrides: str) -> dict[str, str]:
         ({"WEBHOOK_SIGNING_SECRET": "whsec_short"}, "WEBHOOK_SIGNING_SECRET"),
         ({"WEBHOOK_ACCEPT_LEGACY": "true"}, "WEBHOOK_ACCEPT_LEGACY"),
         ({"ALLOW_PRIVATE_WEBHOOK_TARGETS": "true"}, "ALLOW_PRIVATE_WEBHOOK_TARGETS"),
+        ({"JWKS_URL": "http://auth.example.com/.well-known/jwks.json"}, "JWKS_URL"),
     ],
 )
 def test_production_refuses_unsafe_settings(tmp_path, overrides, named):
