@@ -331,3 +331,29 @@ def sched_seconds(pid: int) -> tuple[float, float]:
                 on_cpu += int(run)
                 waiting += int(wait)
     return on_cpu / 1e9, waiting / 1e9
+
+
+def log_summary(path: Path, top: int = 6) -> list[tuple[int, str]]:
+    """The most frequent WARNING/ERROR/CRITICAL lines of a log, with ids, numbers and times blanked."""
+    import re
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    with contextlib.suppress(OSError):
+        for line in path.read_text(errors="replace").splitlines():
+            if any(level in line for level in ("WARNING", "ERROR", "CRITICAL", "Error:", "Exception:")):
+                shape = re.sub(r"\[[^\]]*\]|\b[0-9a-f]{8,}\b|stream [A-Za-z0-9_-]{8,64}|\d+(\.\d+)?", "#", line)
+                counts[shape.strip()[:200]] += 1
+    return [(count, line) for line, count in counts.most_common(top)]
+
+
+def keep_logs(stack: RelayStack, folder: str | None) -> None:
+    """Copy the web and worker logs out of the temporary folder (which goes at exit)."""
+    if not folder:
+        return
+    import shutil
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for process in (stack.web, stack.worker):
+        with contextlib.suppress(OSError):
+            shutil.copy(process.log_path, Path(folder) / process.log_path.name)

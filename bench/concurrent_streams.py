@@ -38,6 +38,8 @@ from _stack import (  # noqa: E402
     cpu_seconds,
     fake_openai,
     high_limits_env,
+    keep_logs,
+    log_summary,
     raise_open_files_limit,
     relay_stack,
     tcp_sockets,
@@ -134,6 +136,8 @@ class Held:
     state: str = "connecting"  # connecting, open, ended, closed, failed
     detail: str = ""
     heartbeats: int = 0
+    opened_at: float | None = None  # monotonic
+    ended_at: float | None = None
 
 
 def hold(base: str, token: str, number: int, ttft_s: float, held: Held) -> None:
@@ -149,6 +153,7 @@ def hold(base: str, token: str, number: int, ttft_s: float, held: Held) -> None:
         for event in connection.events():
             if event.event == "stream":
                 held.state = "open"
+                held.opened_at = time.monotonic()
             elif event.event == "heartbeat":
                 held.heartbeats += 1
             elif event.event in ("done", "error", "message_chunk"):
@@ -158,6 +163,8 @@ def hold(base: str, token: str, number: int, ttft_s: float, held: Held) -> None:
     except Exception as exc:
         held.state, held.detail = "failed", f"{type(exc).__name__}: {exc}"
     finally:
+        if held.state != "open":
+            held.ended_at = time.monotonic()
         connection.drop()
 
 
@@ -178,6 +185,22 @@ def redis_connections(pid: int, store: redis.Redis) -> dict:
         "channels": [int(c.get("sub", 0)) + int(c.get("psub", 0)) + int(c.get("ssub", 0)) for c in pubsub],
         "cmds": dict(Counter(c.get("cmd", "?") for c in clients)),
     }
+
+
+def not_open_summary(helds: list[Held], t0: float) -> list[str]:
+    """What ended the streams that are not open, and when (seconds after the ramp began)."""
+    groups: dict[tuple[str, str], list[Held]] = {}
+    for held in helds:
+        if held.state != "open":
+            groups.setdefault((held.state, held.detail[:110]), []).append(held)
+    lines = []
+    for (state, detail), members in sorted(groups.items(), key=lambda item: -len(item[1]))[:5]:
+        ended = sorted(h.ended_at - t0 for h in members if h.ended_at is not None)
+        lived = sorted(h.ended_at - h.opened_at for h in members if h.ended_at and h.opened_at)
+        when = f"ended {ended[0]:.1f}..{ended[-1]:.1f} s" if ended else ""
+        life = f", after {lived[0]:.1f}..{lived[-1]:.1f} s open" if lived else ""
+        lines.append(f"{len(members)} x {state} {detail!r} ({when}{life})")
+    return lines
 
 
 def open_part(base: str, token: str, pid: int, args, store: redis.Redis) -> dict:
@@ -217,7 +240,7 @@ def open_part(base: str, token: str, pid: int, args, store: redis.Redis) -> dict
             "rss_kb": vm_rss_kb(pid),
             "redis": redis_connections(pid, store),
             "heartbeats": statistics.median([h.heartbeats for h in helds if h.state == "open"] or [0]),
-            "not_open": dict(Counter((h.state, h.detail[:120]) for h in helds if h.state != "open").most_common(5)),
+            "not_open": not_open_summary(helds, ramp_started),
         }
     finally:
         gevent.killall(greenlets, timeout=30)
@@ -233,6 +256,7 @@ def main() -> None:
     parser.add_argument("--ttft-s", type=float, default=1800.0, help="first token of a held stream after this long")
     parser.add_argument("--worker-concurrency", type=int, default=None, help="Celery gevent pool (default streams+200)")
     parser.add_argument("--concurrent", type=int, default=100, help="part 2: streams at once")
+    parser.add_argument("--logs", default=None, help="copy the web and worker logs into this folder")
     parser.add_argument("--reply-ms", type=int, default=200, help="part 2: first token of each reply after this")
     args = parser.parse_args()
     soft, hard = raise_open_files_limit()
@@ -268,6 +292,8 @@ def main() -> None:
         part1 = open_part(stack.base, token, pid, args, store)
         cpu_used = cpu_seconds(pid) - cpu_before
         provider_stats = requests.get(f"{provider}/stats", timeout=5).json()
+        keep_logs(stack, args.logs)
+        logs = {"web": log_summary(stack.web.log_path), "worker": log_summary(stack.worker.log_path)}
 
     per_stream_kb = (part1["rss_kb"] - rss_before) / max(1, part1["open"])
     redis_after = part1["redis"]
@@ -277,8 +303,8 @@ def main() -> None:
     print(f"open streams reached          {part1['open']} of {part1['attempted']} started in {part1['ramp_s']:.1f} s "
           f"(median {part1['heartbeats']:.0f} heartbeats each)   goal 5,000")  # fmt: skip
     print(f"  ramp ended: {part1['reason']}")
-    if part1["not_open"]:
-        print(f"  not open: {part1['not_open']}")
+    for line in part1["not_open"]:
+        print(f"  not open: {line}")
     print(
         f"Redis pub/sub connections     {redis_after['pubsub']} (subscribed channels {redis_after['channels']})   goal <= 2"
     )
@@ -302,6 +328,11 @@ def main() -> None:
           f"{part2['problems'] or ''}")  # fmt: skip
     print(f"  per stream: `stream` event {part2['admitted']}; first chunk {part2['first_chunk']}; "
           f"done {part2['done']}")  # fmt: skip
+    for name, lines in logs.items():
+        if lines:
+            print(f"most frequent warnings/errors in the {name} log (numbers and ids blanked):")
+            for count, line in lines:
+                print(f"  {count:6d}  {line}")
     met = part1["open"] >= 5000 and redis_after["pubsub"] <= 2 and per_stream_kb < 50
     print(f"goal (5,000 open streams, <= 2 pub/sub connections, < 50 KB a stream) -> {'met' if met else 'NOT met'}")
 

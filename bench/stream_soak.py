@@ -43,6 +43,8 @@ from _stack import (  # noqa: E402
     cpu_seconds,
     fake_openai,
     high_limits_env,
+    keep_logs,
+    log_summary,
     machine_cpu,
     percentile,
     postgres_schema,
@@ -301,6 +303,7 @@ def main() -> None:
     parser.add_argument(
         "--postgres", default=None, help="a PostgreSQL URL to run on (a schema of its own) instead of SQLite"
     )
+    parser.add_argument("--logs", default=None, help="copy the web and worker logs into this folder")
     parser.add_argument("--dump", default=None, help="write every resume (JSON lines) to this file")
     args = parser.parse_args()
     soft, hard = raise_open_files_limit()
@@ -360,16 +363,18 @@ def main() -> None:
         sampler.kill()
         web_log = stack.web.log_path.read_text(errors="replace")
         worker_log = stack.worker.log_path.read_text(errors="replace")
+        keep_logs(stack, args.logs)
+        summaries = {"web": log_summary(stack.web.log_path), "worker": log_summary(stack.worker.log_path)}
 
     if args.dump:
         with open(args.dump, "w") as out:
             for resume in resumes:
                 pid = next((pid for pid, ports in seen.items() if resume.port in ports), None)
                 out.write(json.dumps({**vars(resume), "at": resume.at - started, "pid": pid}) + "\n")
-    report(args, soaks, resumes, wall, seen, peak, (soft, hard), web_log, worker_log, cpu, sched)
+    report(args, soaks, resumes, wall, seen, peak, (soft, hard), web_log, worker_log, cpu, sched, summaries)
 
 
-def report(args, soaks, resumes, wall, seen, peak, limits, web_log, worker_log, cpu, sched) -> None:
+def report(args, soaks, resumes, wall, seen, peak, limits, web_log, worker_log, cpu, sched, summaries) -> None:
     completed = [s for s in soaks if s.done is not None and not s.failure]
     lost = 0
     for soak in soaks:
@@ -456,6 +461,11 @@ def report(args, soaks, resumes, wall, seen, peak, limits, web_log, worker_log, 
                 lines = log[log.index("Traceback") :].splitlines()
                 end = next((i for i, line in enumerate(lines[1:], 1) if not line.startswith((" ", "\t"))), 1)
                 print("\n".join("    " + line for line in lines[max(0, end - 6) : end + 1]))
+    for name, lines in summaries.items():
+        if lines:
+            print(f"most frequent warnings/errors in the {name} log (numbers and ids blanked):")
+            for count, line in lines:
+                print(f"  {count:6d}  {line}")
     met = (len(completed) == n and lost == 0 and duplicated == 0 and dup_ids == 0 and gap_ids == 0 and wrong == 0
            and goal and percentile([g * 1000 for g in goal], 99) < 100)  # fmt: skip
     print(f"goal (100% completed, 0 lost, 0 duplicated, resume p99 < 100 ms) -> {'met' if met else 'NOT met'}")
