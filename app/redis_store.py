@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import redis
 
+POOL_SIZE = 500  # connections per process; gevent callers queue for one beyond that
+
 
 class RedisStore:
     """Lazily creates one pooled client per process; `key()` names Relay's keys."""
@@ -24,14 +26,18 @@ class RedisStore:
         if self._client is None:
             if self.url is None:
                 raise RuntimeError("RedisStore.init() was not called")
-            self._client = redis.Redis.from_url(
+            # A blocking pool: at its size, callers wait (up to 5 s) for a free
+            # connection instead of failing, so a burst never turns into errors.
+            pool = redis.BlockingConnectionPool.from_url(
                 self.url,
                 decode_responses=True,
                 socket_connect_timeout=2,
                 socket_timeout=5,
                 health_check_interval=30,
-                max_connections=1000,
+                max_connections=POOL_SIZE,
+                timeout=5,
             )
+            self._client = redis.Redis(connection_pool=pool)
         return self._client
 
     def pubsub_client(self) -> redis.Redis:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -19,7 +20,7 @@ from app.limits.budget import settle as settle_budget
 from app.observability import LLM_COST, STREAM_TTFT, STREAMS_TOTAL
 from app.streams import CLAIM_REFUSED, CLAIMED_CANCELLED, REJECTED_CANCELLED, REJECTED_ENDED, StreamRuntime
 
-from .cancel_watch import Cancelled, CancelWatch
+from .cancel_watch import Cancelled, CancelWatcher, Watch
 from .providers import ProviderError, get_provider
 
 log = logging.getLogger("relay.workers.generate")
@@ -28,7 +29,7 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 PROVIDER_RETRIES = 2  # retries of a 429/5xx before the first chunk only
 RETRY_BACKOFF_S = 0.5
 ROW_WAIT_SECONDS = 10.0
-TERMINAL_RETRY_SECONDS = 10.0
+REDIS_RETRY_SECONDS = 10.0
 
 
 @dataclass
@@ -53,8 +54,8 @@ def generate(stream_id: str, model: str, messages: list[dict[str, str]], max_tok
     """Stream one reply. Idempotent: a stream is claimed once, so a redelivered job does nothing."""
     runtime: StreamRuntime = current_app.extensions["relay.streams"]
     journal = runtime.journal
-    claim = journal.claim(stream_id, WORKER_ID)
-    if claim == CLAIM_REFUSED:
+    claim = _with_redis_retries(lambda: journal.claim(stream_id, WORKER_ID), "claim", stream_id)
+    if claim is None or claim == CLAIM_REFUSED:
         log.info("stream %s already claimed or ended; skipping", stream_id)
         return
     spec = runtime.catalog.get(model)
@@ -81,7 +82,7 @@ def _run_provider(journal, stream_id, provider, spec, messages, max_tokens, cost
     while True:
         try:
             with (
-                CancelWatch(journal, stream_id) as watch,
+                _cancel_watcher(journal).watch(stream_id) as watch,
                 closing(provider.stream(spec, messages, max_tokens)) as deltas,
             ):
                 for delta in _watched(deltas, watch):
@@ -99,7 +100,7 @@ def _run_provider(journal, stream_id, provider, spec, messages, max_tokens, cost
             time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
 
 
-def _watched(deltas, watch: CancelWatch):
+def _watched(deltas, watch: Watch):
     """The provider's deltas, with the watcher armed only while we wait for the next."""
     iterator = iter(deltas)
     while True:
@@ -210,15 +211,25 @@ def _finish(runtime: StreamRuntime, stream_id: str, spec, progress: _Progress, e
 
 def _append_terminal(runtime: StreamRuntime, stream_id: str, event: str, data: dict) -> None:
     """The last event must land: ride out a short Redis outage (a restart) before giving up."""
-    deadline = time.monotonic() + TERMINAL_RETRY_SECONDS
+    _with_redis_retries(lambda: runtime.journal.append(stream_id, event, data), event, stream_id)
+
+
+def _with_redis_retries(call, what: str, stream_id: str):
+    """`call()`, retried through a short Redis outage; None when Redis stays away."""
+    deadline = time.monotonic() + REDIS_RETRY_SECONDS
     delay = 0.1
     while True:
         try:
-            runtime.journal.append(stream_id, event, data)
-            return
+            return call()
         except (redis.ConnectionError, redis.TimeoutError):
             if time.monotonic() > deadline:
-                log.error("stream %s: Redis unavailable; its %s event is lost (readers time out)", stream_id, event)
-                return
+                log.error("stream %s: Redis unavailable; %s abandoned (its readers time out)", stream_id, what)
+                return None
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+@functools.cache
+def _cancel_watcher(journal) -> CancelWatcher:
+    """This process's watcher (one polling thread for all its streams)."""
+    return CancelWatcher(journal)

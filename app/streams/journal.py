@@ -164,9 +164,21 @@ class Journal:
         _, rows = pipe.execute()
         return self._events(rows)
 
-    def touch_reader(self, stream_id: str) -> None:
-        """A live reader exists: keep the stream from being cancelled as orphaned."""
-        self.client.set(self._key(stream_id, "readers"), "1", ex=max(1, int(self.orphan_grace_s)))
+    def touch_readers(self, stream_ids: list[str]) -> None:
+        """Live readers exist for these streams: keep them from being cancelled as orphaned."""
+        pipe = self.client.pipeline(transaction=False)
+        for stream_id in stream_ids:
+            pipe.set(self._key(stream_id, "readers"), "1", ex=max(1, int(self.orphan_grace_s)))
+        pipe.execute()
+
+    def should_stop_many(self, stream_ids: list[str]) -> list[bool]:
+        """should_stop for many streams in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for stream_id in stream_ids:
+            pipe.hexists(self._key(stream_id, "meta"), "cancel")
+            pipe.exists(self._key(stream_id, "readers"))
+        flags = pipe.execute()
+        return [bool(cancel) or not readers for cancel, readers in zip(flags[::2], flags[1::2], strict=True)]
 
     def request_cancel(self, stream_id: str) -> None:
         self.client.hset(self._key(stream_id, "meta"), "cancel", "1")
@@ -174,11 +186,3 @@ class Journal:
     def discard(self, stream_id: str) -> None:
         """Forget a stream that never started (its creation failed half-way)."""
         self.client.delete(*(self._key(stream_id, part) for part in ("meta", "events", "readers")))
-
-    def should_stop(self, stream_id: str) -> bool:
-        """A cancel was requested, or no reader has been seen for the grace period."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hexists(self._key(stream_id, "meta"), "cancel")
-        pipe.exists(self._key(stream_id, "readers"))
-        cancel, readers = pipe.execute()
-        return bool(cancel) or not readers

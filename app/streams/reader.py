@@ -21,6 +21,7 @@ from ..observability import STREAMS_ACTIVE, STREAMS_TOTAL
 from . import sse
 from .hub import RESYNC, PubSubHub, Subscription
 from .journal import Event, Journal
+from .presence import PresenceKeeper
 
 log = logging.getLogger("relay.streams.reader")
 
@@ -98,20 +99,25 @@ class _Reader:
 
 
 def stream_events(
-    stream_id: str, after: int, journal: Journal, hub: PubSubHub, sub: Subscription, timing: Timing
+    stream_id: str,
+    after: int,
+    journal: Journal,
+    hub: PubSubHub,
+    sub: Subscription,
+    timing: Timing,
+    presence: PresenceKeeper,
 ) -> Iterator[str]:
     """SSE text for one client; `sub` is already confirmed. Always unsubscribes."""
     reader = _Reader(stream_id, after, journal, timing)
-    touch_every = max(0.5, timing.orphan_grace_s / 3)
     STREAMS_ACTIVE.inc()
+    presence.add(stream_id)
     try:
         yield sse.PREAMBLE
-        next_touch = time.time() + touch_every
         yield from reader.take(journal.attach(stream_id, reader.last))
         next_heartbeat = time.time() + timing.heartbeat_s
         while not reader.ended:
             now = time.time()
-            item = sub.get(min(next_heartbeat, reader.silence_deadline(), next_touch) - now)
+            item = sub.get(min(next_heartbeat, reader.silence_deadline()) - now)
             now = time.time()
             if item is not None:
                 yield from reader.take(reader.on_item(item))
@@ -121,9 +127,6 @@ def stream_events(
             if reader.gone:
                 yield sse.local_error("internal", "The stream is no longer available; start a new one.")
                 return
-            if now >= next_touch and not reader.ended:
-                journal.touch_reader(stream_id)
-                next_touch = now + touch_every
             if now >= next_heartbeat and not reader.ended:
                 yield sse.heartbeat()
                 next_heartbeat = now + timing.heartbeat_s
@@ -131,5 +134,6 @@ def stream_events(
         log.warning("stream %s: Redis unavailable while reading (%s)", stream_id, type(exc).__name__)
         yield sse.local_error("dependency_unavailable", "The stream store is unavailable; resume shortly.", 2)
     finally:
+        presence.remove(stream_id)
         STREAMS_ACTIVE.dec()
         hub.unsubscribe(sub)

@@ -14,6 +14,7 @@ from ..errors import unavailable
 from ..redis_store import RedisStore
 from .hub import HubUnavailable, PubSubHub, Subscription
 from .journal import Journal
+from .presence import PresenceKeeper
 from .reader import Timing
 
 log = logging.getLogger("relay.streams")
@@ -35,6 +36,7 @@ class StreamRuntime:
             orphan_grace_s=settings["STREAM_ORPHAN_GRACE_SECONDS"],
         )
         self.hub = PubSubHub(store.pubsub_client, settings["STREAM_READER_QUEUE"])
+        self.presence = PresenceKeeper(self.journal)
         self.timing = Timing(
             heartbeat_s=settings["HEARTBEAT_SECONDS"],
             queue_timeout_s=settings["QUEUE_TIMEOUT_SECONDS"],

@@ -147,7 +147,7 @@ def check_attach(runtime: StreamRuntime, principal: Principal, stream_id: str, a
 def open_events(runtime: StreamRuntime, stream_id: str, after: int) -> Iterator[str]:
     """Subscribe (confirmed) now, so errors surface before the response starts."""
     sub = runtime.subscribe(stream_id)
-    return stream_events(stream_id, after, runtime.journal, runtime.hub, sub, runtime.timing)
+    return stream_events(stream_id, after, runtime.journal, runtime.hub, sub, runtime.timing, runtime.presence)
 
 
 def cancel_stream(runtime: StreamRuntime, principal: Principal, stream_id: str) -> None:

@@ -45,17 +45,17 @@ def test_nothing_follows_a_terminal_event(journal, stream_id):
 
 def test_cancel_refuses_chunks_but_not_the_final_event(journal, stream_id):
     journal.request_cancel(stream_id)
-    assert journal.should_stop(stream_id)
+    assert journal.should_stop_many([stream_id])[0]
     assert journal.append(stream_id, "message_chunk", {"content": "x"}) == REJECTED_CANCELLED
     assert journal.append(stream_id, "done", {"finish_reason": "cancelled"}) == 2
 
 
 def test_a_stream_without_readers_refuses_chunks(journal, stream_id, redis_client):
     redis_client.delete(journal._key(stream_id, "readers"))
-    assert journal.should_stop(stream_id)
+    assert journal.should_stop_many([stream_id])[0]
     assert journal.append(stream_id, "message_chunk", {"content": "x"}) == REJECTED_CANCELLED
-    journal.touch_reader(stream_id)
-    assert not journal.should_stop(stream_id)
+    journal.touch_readers([stream_id])
+    assert not journal.should_stop_many([stream_id])[0]
     assert journal.append(stream_id, "message_chunk", {"content": "x"}) == 2
 
 
