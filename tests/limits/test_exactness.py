@@ -107,9 +107,9 @@ def test_200_streams_of_one_anonymous_session_admit_exactly_its_lifetime_quota(r
 
 
 def test_100_streams_against_a_small_budget_never_overspend_it(relay4, redis_url):
-    # Each reserves its $0.01 cost cap (its worst case is $0.02); the provider holds every reply
-    # 3 s, so none settles during the burst: $0.25 covers exactly 25.
-    body = {"message": "#ttft=3000 tell me", "model": "gpt-4o", "cost_cap_usd": 0.01}
+    # Each reserves its $0.01 cost cap (its worst case is $0.02). The provider holds every reply until
+    # 25 are in flight, then 5 s more, so none settles during the burst: $0.25 covers exactly 25.
+    body = {"message": "#hold=25 #ttft=5000 tell me", "model": "gpt-4o", "cost_cap_usd": 0.01}
     responses = burst(relay4, [(anon(relay4), f"10.40.0.{n}", body) for n in range(100)], keep_open=True)
     admitted = [r for r in responses if r.status_code == 200]
     assert len(admitted) == 25
