@@ -32,7 +32,7 @@ log = logging.getLogger("relay.limits")
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Operational endpoints a load balancer or Prometheus calls: never limited.
-_EXEMPT_PREFIXES = ("/health", "/metrics")
+_EXEMPT_PATHS = frozenset({"/health", "/metrics"})  # and /health/*
 _APPLICATION_SCOPE = "global"  # flask-limiter's scope of application limits: ours is global_ip
 _HEADER_NAMES = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 _AUDIT_EVERY_SECONDS = 60.0  # one audit event per limit and key and process in this time
@@ -40,7 +40,8 @@ _audited: dict[tuple[str, str], float] = {}
 
 
 def _exempt() -> bool:
-    return request.path.startswith(_EXEMPT_PREFIXES)
+    path = request.path
+    return path in _EXEMPT_PATHS or path.startswith("/health/")
 
 
 def init_app(app: Flask, limiter: Limiter) -> None:
