@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from app import create_app
-from tests.support import ROOT, VENV_BIN, Process, free_port, wait_until
+from tests.support import ROOT, VENV_BIN, Process, fake_server, free_port, wait_until
 
 GENEROUS_LIMITS = (
     "GLOBAL_IP",
@@ -204,20 +203,8 @@ def db_url(request, tmp_path) -> str:
 @pytest.fixture(scope="session")
 def fake_openai(tmp_path_factory) -> Iterator[str]:
     """The fake OpenAI-style server; yields its base URL (…/v1)."""
-    port = free_port()
-    logs = tmp_path_factory.mktemp("fake-openai")
-    process = Process(
-        "fake-openai",
-        [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(port), "--first-token-ms", "5"],
-        os.environ,
-        logs,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: requests.get(f"{base}/stats", timeout=1).ok, 20, "the fake OpenAI server", process)
+    with fake_server("openai", tmp_path_factory.mktemp("fake-openai"), first_token_ms=5) as base:
         yield f"{base}/v1"
-    finally:
-        process.stop()
 
 
 class Stack:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -117,3 +118,20 @@ def collect(response: requests.Response, stop_after: int | None = None) -> list[
 
 def reply_text(events: list[SSEEvent]) -> str:
     return "".join(e.data["content"] for e in events if e.event == "message_chunk")
+
+
+@contextlib.contextmanager
+def fake_server(kind: str, log_dir: Path, **options: float) -> Iterator[str]:
+    """Run a fake provider (`openai` or `anthropic`, see tests/fakes/) and yield its
+    base URL; options become flags (first_token_ms=5 -> --first-token-ms 5)."""
+    port = free_port()
+    argv = [sys.executable, "-m", f"tests.fakes.{kind}_server", "--port", str(port)]
+    for name, value in options.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    process = Process(f"fake-{kind}-{port}", argv, os.environ, log_dir)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(f"{base}/stats", timeout=1).ok, 20, f"the fake {kind} server", process)
+        yield base
+    finally:
+        process.stop()

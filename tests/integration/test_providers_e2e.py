@@ -8,18 +8,15 @@ its own SQLite file) beside the session's `stack`, so the `anthropic` provider c
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import sys
 from collections.abc import Iterator
 
 import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from app import create_app
-from tests.conftest import Stack, migrate
-from tests.support import Process, collect, free_port, reply_text, wait_until
+from tests.conftest import Stack, stack_env
+from tests.support import collect, fake_server, reply_text
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,44 +31,27 @@ GPT = "gpt-4o-mini"
 @pytest.fixture(scope="module")
 def fake_anthropic(tmp_path_factory) -> Iterator[str]:
     """The fake Anthropic Messages API, for this module only (its /stats count our calls alone)."""
-    port = free_port()
-    process = Process(
-        "fake-anthropic",
-        [sys.executable, "-m", "tests.fakes.anthropic_server", "--port", str(port), "--first-token-ms", "5"],
-        os.environ,
-        tmp_path_factory.mktemp("fake-anthropic-e2e"),
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: requests.get(f"{base}/stats", timeout=1).ok, 20, "the fake Anthropic server", process)
+    with fake_server("anthropic", tmp_path_factory.mktemp("fake-anthropic-e2e"), first_token_ms=5) as base:
         yield base
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory, base_env, fake_openai, fake_anthropic) -> Iterator[Stack]:
     """A second Relay (web + gevent worker) with OPENAI_* and ANTHROPIC_* pointing at the fakes."""
     log_dir = tmp_path_factory.mktemp("providers-relay")
-    env = {
-        **os.environ,
-        **base_env,
-        "REDIS_KEY_PREFIX": base_env["REDIS_KEY_PREFIX"] + "providers:",  # its own queues and journals
-        "DATABASE_URL": f"sqlite:///{log_dir / 'relay.db'}",
-        "OPENAI_API_KEY": "sk-test-not-a-real-key",
-        "OPENAI_BASE_URL": fake_openai,
-        "ANTHROPIC_API_KEY": "sk-ant-test-not-a-real-key",
-        "ANTHROPIC_BASE_URL": fake_anthropic,
-        "DEFAULT_MODEL": CLAUDE,
-        "PROVIDER_TIMEOUT_SECONDS": "10",
-        "PORT": str(free_port()),
-        "WEB_CONCURRENCY": "1",
-        "LOG_LEVEL": "INFO",
-        "LIMIT_ANON_HOURLY": "0",
-        "LIMIT_ANON_IP_HOURLY": "0",
-        "LIMIT_ANON_MINT": "0",
-    }
-    migrate(create_app({**base_env, "DATABASE_URL": env["DATABASE_URL"]}))
+    env = stack_env(
+        base_env,
+        fake_openai,
+        log_dir,
+        REDIS_KEY_PREFIX=base_env["REDIS_KEY_PREFIX"] + "providers:",  # its own queues and journals
+        ANTHROPIC_API_KEY="sk-ant-test-not-a-real-key",
+        ANTHROPIC_BASE_URL=fake_anthropic,
+        DEFAULT_MODEL=CLAUDE,
+        PROVIDER_TIMEOUT_SECONDS="10",
+        LIMIT_ANON_HOURLY="0",
+        LIMIT_ANON_IP_HOURLY="0",
+        LIMIT_ANON_MINT="0",
+    )
     running = Stack(env, log_dir)
     try:
         running.start_web(name="providers-web", port=int(env["PORT"]))

@@ -7,10 +7,8 @@ shared one), which the tests stop and start.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,7 +16,7 @@ import redis
 import requests
 
 from tests.conftest import Stack, stack_env
-from tests.support import Process, collect, free_port, iter_sse, wait_until
+from tests.support import collect, fake_server, free_port, iter_sse, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -60,14 +58,8 @@ def private_redis(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slow_provider(tmp_path_factory):
-    port = free_port()
-    argv = [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(port), "--token-ms", "40"]
-    process = Process("outage-openai", argv, os.environ, tmp_path_factory.mktemp("outage-openai"))
-    try:
-        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/stats", timeout=1).ok, 20, "fake", process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
+    with fake_server("openai", tmp_path_factory.mktemp("outage-openai"), token_ms=40) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,8 @@ streams slowly (30 ms a chunk) so clients can drop out mid-stream.
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
-import sys
 import time
 
 import pytest
@@ -18,7 +16,7 @@ import redis
 import requests
 
 from tests.conftest import Stack, stack_env
-from tests.support import Process, collect, free_port, iter_sse, reply_text, wait_until
+from tests.support import collect, fake_server, iter_sse, reply_text, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -33,15 +31,8 @@ TIMEOUTS = {
 
 @pytest.fixture(scope="module")
 def slow_provider(tmp_path_factory):
-    port = free_port()
-    argv = [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(port), "--token-ms", "30"]
-    process = Process("slow-openai", argv, os.environ, tmp_path_factory.mktemp("slow-openai"))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: requests.get(f"{base}/stats", timeout=1).ok, 20, "slow fake provider", process)
+    with fake_server("openai", tmp_path_factory.mktemp("slow-openai"), token_ms=30) as base:
         yield base
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

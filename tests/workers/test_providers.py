@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
-import sys
 import time
 from collections.abc import Iterator
 
@@ -21,7 +19,7 @@ import requests
 
 from app.catalog import BUILT_IN
 from app.config import load_settings
-from tests.support import Process, free_port, wait_until
+from tests.support import fake_server, free_port
 from workers.providers.anthropic_api import AnthropicProvider, to_anthropic
 from workers.providers.base import Delta, ProviderError
 from workers.providers.openai_compat import OpenAIProvider
@@ -38,19 +36,8 @@ ANTHROPIC_KEY = "sk-ant-test-" + secrets.token_hex(16)
 @pytest.fixture(scope="module")
 def fake_anthropic(tmp_path_factory) -> Iterator[str]:
     """The fake Anthropic Messages API; yields its base URL (the SDK appends /v1/messages)."""
-    port = free_port()
-    process = Process(
-        "fake-anthropic",
-        [sys.executable, "-m", "tests.fakes.anthropic_server", "--port", str(port), "--first-token-ms", "5"],
-        os.environ,
-        tmp_path_factory.mktemp("fake-anthropic"),
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: requests.get(f"{base}/stats", timeout=1).ok, 20, "the fake Anthropic server", process)
+    with fake_server("anthropic", tmp_path_factory.mktemp("fake-anthropic"), first_token_ms=5) as base:
         yield base
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
