@@ -39,15 +39,16 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import re  # noqa: E402
 import secrets  # noqa: E402
 from collections import Counter  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
+from tests.fakes._common import Stats, split_reply  # noqa: E402
+from tests.fakes._common import directives as parse_directives  # noqa: E402
+
 REPLY = "Hello! This is the fake Anthropic provider speaking, one word at a time."
-_DIRECTIVE = re.compile(r"#(fail_once|fail|cut|truncate|sse_error|ttft)=(\d+)")
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -61,30 +62,6 @@ ERROR_TYPES = {
     529: "overloaded_error",
 }
 REASONS = {400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests", 500: "Internal Server Error"}
-
-
-class Stats:
-    def __init__(self) -> None:
-        self.requests = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.failures = 0
-
-    def enter(self) -> None:
-        self.requests += 1
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-
-    def leave(self) -> None:
-        self.in_flight -= 1
-
-
-def split_reply(message: str) -> list[str]:
-    if message.startswith("echo:"):
-        text = message[len("echo:") :]
-        return [text[i : i + 3] for i in range(0, len(text), 3)] or [""]
-    words = REPLY.split(" ")
-    return [word + (" " if i < len(words) - 1 else "") for i, word in enumerate(words)]
 
 
 def _text(content) -> str:
@@ -171,7 +148,7 @@ class FakeAnthropic:
             return self.error(start_response, 400, problem)
         messages = body["messages"]
         last = next((_text(m["content"]) for m in reversed(messages) if m["role"] == "user"), "")
-        directives = {name: int(value) for name, value in _DIRECTIVE.findall(last)}
+        directives = parse_directives(last)
         if "fail" in directives:
             return self.error(start_response, directives["fail"], "fake failure")
         if "fail_once" in directives:
@@ -184,7 +161,7 @@ class FakeAnthropic:
             text = json.dumps(received, ensure_ascii=False)
             pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
         else:
-            pieces = split_reply(last)
+            pieces = split_reply(last, REPLY)
         max_tokens = body["max_tokens"]
         stop_reason = "max_tokens" if max_tokens < len(pieces) else "end_turn"
         pieces = pieces[:max_tokens]

@@ -27,7 +27,6 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import re  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
@@ -35,33 +34,11 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
+from tests.fakes._common import Stats, split_reply  # noqa: E402
+from tests.fakes._common import directives as parse_directives  # noqa: E402
+
 REPLY = "Hello! This is the fake provider speaking, one word at a time."
-_DIRECTIVE = re.compile(r"#(fail_once|fail|cut|truncate|sse_error|ttft|hold)=(\d+)")
 HOLD_TIMEOUT_S = 30.0
-
-
-class Stats:
-    def __init__(self) -> None:
-        self.requests = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.hold_timeouts = 0
-
-    def enter(self) -> None:
-        self.requests += 1
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-
-    def leave(self) -> None:
-        self.in_flight -= 1
-
-
-def split_reply(message: str) -> list[str]:
-    if message.startswith("echo:"):
-        text = message[len("echo:") :]
-        return [text[i : i + 3] for i in range(0, len(text), 3)] or [""]
-    words = REPLY.split(" ")
-    return [word + (" " if i < len(words) - 1 else "") for i, word in enumerate(words)]
 
 
 def _chunk(model: str, delta: dict, finish: str | None = None, usage: dict | None = None) -> bytes:
@@ -118,7 +95,7 @@ class FakeOpenAI:
     def chat(self, body: dict, start_response):
         messages = body.get("messages", [])
         last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        directives = {name: int(value) for name, value in _DIRECTIVE.findall(last)}
+        directives = parse_directives(last)
         if "fail" in directives:
             status = directives["fail"]
             start_response(f"{status} Fake Failure", [("Content-Type", "application/json")])
@@ -129,7 +106,7 @@ class FakeOpenAI:
                 status = directives["fail_once"]
                 start_response(f"{status} Fake Failure", [("Content-Type", "application/json")])
                 return [json.dumps({"error": {"message": "fake failure (once)", "type": "server_error"}}).encode()]
-        pieces = split_reply(last)
+        pieces = split_reply(last, REPLY)
         max_tokens = body.get("max_tokens") or len(pieces)
         finish = "length" if max_tokens < len(pieces) else "stop"
         pieces = pieces[:max_tokens]
