@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import redis
 from kombu.exceptions import OperationalError as BrokerError
 
 from ..catalog import Catalog
@@ -16,6 +17,7 @@ from .hub import HubUnavailable, PubSubHub, Subscription
 from .journal import Journal
 from .presence import PresenceKeeper
 from .reader import Timing
+from .rows import RowWriter
 
 log = logging.getLogger("relay.streams")
 
@@ -37,12 +39,25 @@ class StreamRuntime:
         )
         self.hub = PubSubHub(store.pubsub_client, settings["STREAM_READER_QUEUE"])
         self.presence = PresenceKeeper(self.journal)
+        self.rows = RowWriter(database, self.abandon)
         self.timing = Timing(
             heartbeat_s=settings["HEARTBEAT_SECONDS"],
             queue_timeout_s=settings["QUEUE_TIMEOUT_SECONDS"],
             stall_s=settings["STREAM_STALL_SECONDS"],
             orphan_grace_s=settings["STREAM_ORPHAN_GRACE_SECONDS"],
         )
+
+    def abandon(self, stream_id: str) -> None:
+        """A stream that cannot be recorded: stop its job and end it for any reader."""
+        try:
+            self.journal.request_cancel(stream_id)
+            self.journal.append(
+                stream_id,
+                "error",
+                {"error_code": "internal", "detail": "The stream could not be recorded.", "retry_after": 5},
+            )
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.error("stream %s: could not be ended (Redis unavailable); its readers time out", stream_id)
 
     def subscribe(self, stream_id: str) -> Subscription:
         try:

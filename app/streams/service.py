@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-
-import redis
 
 from ..auth.principal import Principal
 from ..db import queries
@@ -99,7 +95,7 @@ def start_stream(runtime: StreamRuntime, principal: Principal, request: dict[str
     }
     # The rows are written beside the response rather than before it: a failure
     # still ends the stream (error event) and stops the job, and costs no latency.
-    threading.Thread(target=_record_rows, args=(runtime, principal, rows), daemon=True).start()
+    runtime.rows.submit(principal, rows)
     return StreamStart(stream_id, 0)
 
 
@@ -107,26 +103,6 @@ def _used_before(runtime: StreamRuntime, stream_id: str) -> bool:
     """A client-chosen id whose journal expired but whose row remains is not reusable."""
     with runtime.database.session() as session:
         return queries.get_stream(session, stream_id) is not None
-
-
-def _record_rows(runtime: StreamRuntime, principal: Principal, rows: dict[str, Any]) -> None:
-    try:
-        with runtime.database.session() as session:
-            queries.record_user_turn(session, principal, **rows)
-    except Exception:  # any failure: the stream must end, never hang
-        log.exception("stream %s: could not record its rows", rows["stream_id"])
-        _abandon(runtime, rows["stream_id"])
-
-
-def _abandon(runtime: StreamRuntime, stream_id: str) -> None:
-    """The rows could not be written: stop the job and end the stream for any reader."""
-    with contextlib.suppress(*REDIS_ERRORS):
-        runtime.journal.request_cancel(stream_id)
-        runtime.journal.append(
-            stream_id,
-            "error",
-            {"error_code": "internal", "detail": "The stream could not be recorded.", "retry_after": 5},
-        )
 
 
 def check_attach(runtime: StreamRuntime, principal: Principal, stream_id: str, after: int) -> bool:
@@ -153,6 +129,3 @@ def open_events(runtime: StreamRuntime, stream_id: str, after: int) -> Iterator[
 def cancel_stream(runtime: StreamRuntime, principal: Principal, stream_id: str) -> None:
     check_attach(runtime, principal, stream_id, 0)
     runtime.journal.request_cancel(stream_id)
-
-
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
