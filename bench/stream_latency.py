@@ -17,7 +17,6 @@ import time
 import requests
 from _stack import fake_openai, percentile, relay, workdir
 
-
 # Every limit stays on (its checks are part of what is measured) but high enough
 # that a few hundred streams from one client are all admitted.
 HIGH_LIMITS = {
