@@ -8,6 +8,7 @@ from .metrics import bp as metrics_bp
 from .openapi import bp as openapi_bp
 from .sessions import bp as sessions_bp
 from .stream import bp as stream_bp
+from .usage import bp as usage_bp
 from .widget import bp as widget_bp
 
 BLUEPRINTS = (
@@ -18,6 +19,7 @@ BLUEPRINTS = (
     conversations_bp,
     api_keys_bp,
     admin_bp,
+    usage_bp,
     openapi_bp,
     widget_bp,
 )

@@ -66,6 +66,8 @@ _OPERATIONS: dict[tuple[str, str], Operation] = {
     ("api_keys.list_all", "GET"): Operation("The tenant's API keys"),
     ("api_keys.revoke", "DELETE"): Operation("Revoke an API key"),
     ("admin.audit_log", "GET"): Operation("The tenant's security events", query="AuditQuery"),
+    ("usage.mine", "GET"): Operation("The caller's requests, quotas and spend today"),
+    ("usage.tenant", "GET"): Operation("The tenant's requests, tokens and spend by day and model", query="AdminUsageQuery"),
     ("health.health", "GET"): Operation("Liveness", secured=False),
     ("health.ready", "GET"): Operation("Readiness of Redis, the database and workers", secured=False),
     ("metrics.metrics", "GET"): Operation("Prometheus metrics (Bearer METRICS_TOKEN when set)", secured=False),
@@ -75,6 +77,7 @@ _OPERATIONS: dict[tuple[str, str], Operation] = {
 def _component_schemas(app: Flask) -> dict[str, Schema | type[Schema]]:
     from .admin import AuditQuerySchema
     from .api_keys import CreateKeySchema
+    from .usage import AdminUsageQuerySchema
 
     config = app.config
     schemas: dict[str, Schema | type[Schema]] = {
@@ -83,6 +86,7 @@ def _component_schemas(app: Flask) -> dict[str, Schema | type[Schema]]:
         "AnonSession": anon_session_schema(config["ANON_TOKEN_MAX_TTL"]),
         "CreateKey": CreateKeySchema,
         "AuditQuery": AuditQuerySchema,
+        "AdminUsageQuery": AdminUsageQuerySchema,
     }
     for schema in QUERY_SCHEMAS.values():
         schemas.setdefault(schema.__name__.removesuffix("Schema"), schema)

@@ -34,6 +34,7 @@ QUERY_SCHEMAS: dict[str, type[Schema]] = {
     "conversations.list_all": ConversationListQuerySchema,
     "conversations.read": NoQuerySchema,
     "conversations.delete": NoQuerySchema,
+    "usage.mine": NoQuerySchema,
     "sessions.anon_session": NoQuerySchema,
     "sessions.models": NoQuerySchema,
     "api_keys.create": NoQuerySchema,

@@ -1,0 +1,56 @@
+"""Usage read back from the database: one principal's, and a tenant's by day and model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..auth.principal import Principal
+from .models import Message, Stream
+
+
+def _day_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def principal_usage(session: Session, principal: Principal, now: datetime) -> dict[str, Any]:
+    """The caller's own streams: this hour, ever, and spend today (UTC)."""
+    mine = Stream.owner_id == principal.id
+    hour_ago, today = now - timedelta(hours=1), _day_start(now)
+    this_hour = session.scalar(select(func.count(Stream.id)).where(mine, Stream.created_at >= hour_ago))
+    lifetime = session.scalar(select(func.count(Stream.id)).where(mine))
+    spend = session.scalar(select(func.coalesce(func.sum(Stream.cost_usd), 0)).where(mine, Stream.created_at >= today))
+    return {"requests_this_hour": this_hour or 0, "lifetime_requests": lifetime or 0, "spend_today_usd": float(spend)}
+
+
+def tenant_usage(session: Session, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
+    """The tenant's requests, tokens and spend by UTC day and model, newest day first."""
+    day = func.date(Stream.created_at)
+    rows = session.execute(
+        select(
+            day.label("day"),
+            Stream.model,
+            func.count(Stream.id),
+            func.coalesce(func.sum(Message.prompt_tokens), 0),
+            func.coalesce(func.sum(Message.completion_tokens), 0),
+            func.coalesce(func.sum(Stream.cost_usd), 0),
+        )
+        .outerjoin(Message, Message.id == Stream.message_id)
+        .where(Stream.tenant_id == tenant_id, Stream.created_at >= since)
+        .group_by(day, Stream.model)
+        .order_by(day.desc(), Stream.model)
+    ).all()
+    return [
+        {
+            "day": str(row[0]),
+            "model": row[1],
+            "requests": row[2],
+            "prompt_tokens": int(row[3]),
+            "completion_tokens": int(row[4]),
+            "spend_usd": round(float(row[5]), 8),
+        }
+        for row in rows
+    ]
