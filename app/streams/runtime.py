@@ -65,10 +65,12 @@ class StreamRuntime:
         except HubUnavailable:
             raise unavailable("redis") from None
 
-    def enqueue(self, task: str, queue: str, kwargs: dict[str, Any]) -> None:
-        """Send a job; a job no worker took in time expires instead of running late."""
+    def enqueue(self, task: str, queue: str, kwargs: dict[str, Any]) -> bool:
+        """Send a job; a job no worker took in time expires instead of running late.
+        False when the broker refused it (the stream then ends with an error)."""
         try:
             self.celery.send_task(task, kwargs=kwargs, queue=queue, expires=self.settings["QUEUE_TIMEOUT_SECONDS"])
+            return True
         except (OSError, BrokerError) as exc:
             log.error("broker unavailable: %s", type(exc).__name__)
             self.journal.append(
@@ -76,3 +78,4 @@ class StreamRuntime:
                 "error",
                 {"error_code": "internal", "detail": "The job queue is unavailable.", "retry_after": 5},
             )
+            return False

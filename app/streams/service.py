@@ -75,7 +75,7 @@ def start_stream(runtime: StreamRuntime, principal: Principal, request: dict[str
         admission.release()  # no stream was created: nothing will settle this reservation
         raise
 
-    runtime.enqueue(
+    enqueued = runtime.enqueue(
         "workers.generate",
         queue=_queue_for(spec.provider),
         kwargs={
@@ -86,6 +86,8 @@ def start_stream(runtime: StreamRuntime, principal: Principal, request: dict[str
             "cost_cap_usd": cost_cap_usd,
         },
     )
+    if not enqueued:
+        admission.release()  # the stream already ended with an error; nothing will run or settle
     rows = {
         "conversation_id": conversation_id,
         "new_conversation": new_conversation,
