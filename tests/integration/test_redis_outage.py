@@ -7,45 +7,15 @@ shared one), which the tests stop and start.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 
 import pytest
-import redis
 import requests
 
 from tests.conftest import Stack, stack_env
-from tests.support import collect, fake_server, free_port, iter_sse, wait_until
+from tests.support import RedisServer, collect, fake_server, iter_sse, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-class RedisServer:
-    def __init__(self, directory) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        assert server, "redis-server must be on PATH for the outage tests"
-        argv = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.directory)]  # fmt: skip
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self.answers, 10, "private redis-server")
-
-    def answers(self) -> bool:
-        try:
-            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=1).ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import secrets
-import shutil
-import subprocess
 
 import pytest
 import redis
 
 from app.auth import anonymous
 from app.config import LIMIT_DEFAULTS
-from tests.support import free_port, wait_until
+from tests.support import RedisServer
 
 CONTRACT_LIMITS = {f"LIMIT_{name}": value for name, value in LIMIT_DEFAULTS.items()}
 
@@ -64,35 +62,6 @@ def assert_429(response, code: str, limit: str) -> dict:
     assert int(response.headers["Retry-After"]) >= 1
     assert error["request_id"] == response.headers["X-Request-ID"]
     return error
-
-
-class RedisServer:
-    """A private redis-server the tests may stop and start (never the machine's shared one)."""
-
-    def __init__(self, directory) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        assert server, "redis-server must be on PATH"
-        argv = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.directory)]  # fmt: skip
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self.answers, 10, "private redis-server")
-
-    def answers(self) -> bool:
-        try:
-            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=1).ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 @pytest.fixture
