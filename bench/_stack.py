@@ -25,7 +25,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support import VENV_BIN, Process, free_port, wait_until  # noqa: E402
+from tests.support import VENV_BIN, Process, fake_server, free_port, wait_until  # noqa: E402
 
 BENCH_REDIS_URL = os.environ.get("RELAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
@@ -45,16 +45,9 @@ def high_limits_env(budget_usd: float = 1_000_000) -> dict[str, str]:
 
 @contextlib.contextmanager
 def fake_openai(first_token_ms: float, token_ms: float, log_dir: Path) -> Iterator[str]:
-    port = free_port()
-    argv = [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(port),
-            "--first-token-ms", str(first_token_ms), "--token-ms", str(token_ms)]  # fmt: skip
-    process = Process("fake-openai", argv, os.environ, log_dir)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: requests.get(f"{base}/stats", timeout=1).ok, 20, "fake server", process)
+    """The fake OpenAI-style server of the tests; yields its base URL."""
+    with fake_server("openai", log_dir, first_token_ms=first_token_ms, token_ms=token_ms) as base:
         yield base
-    finally:
-        process.stop()
 
 
 @dataclass

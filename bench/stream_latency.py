@@ -15,14 +15,7 @@ import statistics
 import time
 
 import requests
-from _stack import fake_openai, percentile, relay, workdir
-
-# Every limit stays on (its checks are part of what is measured) but high enough
-# that a few hundred streams from one client are all admitted.
-HIGH_LIMITS = {
-    name: "1000000/60"
-    for name in ("LIMIT_GLOBAL_IP", "LIMIT_STREAM_USER", "LIMIT_STREAM_IP", "LIMIT_ANON_HOURLY", "LIMIT_ANON_IP_HOURLY")
-} | {"LIMIT_ANON_LIFETIME": "1000000", "ANON_DAILY_BUDGET_USD": "1000", "DAILY_SPEND_CEILING_USD": "1000"}
+from _stack import fake_openai, high_limits_env, percentile, relay, workdir
 
 
 def first_and_total(response: requests.Response, first_marker: bytes, end_marker: bytes, t0: float):
@@ -82,7 +75,7 @@ def main() -> None:
     with (
         workdir() as tmp,
         fake_openai(first_token_ms=5, token_ms=1, log_dir=tmp) as provider,
-        relay(provider, tmp, database_url=args.postgres, extra_env=HIGH_LIMITS) as base,
+        relay(provider, tmp, database_url=args.postgres, extra_env=high_limits_env()) as base,
     ):
         session = requests.Session()
         token = session.post(f"{base}/api/v1/anon_session", timeout=5).json()["token"]

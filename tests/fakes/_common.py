@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import re
+
+from gevent.pywsgi import WSGIServer
 
 # Directives in the last user message that steer a fake's reply (see each fake's docstring).
 DIRECTIVE = re.compile(r"#(fail_once|fail|cut|truncate|sse_error|ttft|hold)=(\d+)")
@@ -38,3 +41,14 @@ def split_reply(message: str, default_reply: str) -> list[str]:
         return [text[i : i + 3] for i in range(0, len(text), 3)] or [""]
     words = default_reply.split(" ")
     return [word + (" " if i < len(words) - 1 else "") for i, word in enumerate(words)]
+
+
+def serve(description: str, default_port: int, make_app) -> None:
+    """Command line of a fake: `--port`, and the timing flags make_app(first_token_ms, token_ms) takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument("--first-token-ms", type=float, default=5.0)
+    parser.add_argument("--token-ms", type=float, default=1.0)
+    args = parser.parse_args()
+    WSGIServer((args.host, args.port), make_app(args.first_token_ms, args.token_ms), log=None).serve_forever()

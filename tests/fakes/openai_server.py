@@ -25,16 +25,14 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.event  # noqa: E402
-from gevent.pywsgi import WSGIServer  # noqa: E402
 
-from tests.fakes._common import Stats, split_reply  # noqa: E402
+from tests.fakes._common import Stats, serve, split_reply  # noqa: E402
 from tests.fakes._common import directives as parse_directives  # noqa: E402
 
 REPLY = "Hello! This is the fake provider speaking, one word at a time."
@@ -143,14 +141,7 @@ class FakeOpenAI:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
-    parser.add_argument("--first-token-ms", type=float, default=5.0)
-    parser.add_argument("--token-ms", type=float, default=1.0)
-    args = parser.parse_args()
-    server = WSGIServer((args.host, args.port), FakeOpenAI(args.first_token_ms, args.token_ms), log=None)
-    server.serve_forever()
+    serve(__doc__.splitlines()[0], 8081, FakeOpenAI)
 
 
 if __name__ == "__main__":
