@@ -1,9 +1,12 @@
 """The auth_failures limit and the auth epoch, in Redis, checked before any token is parsed.
 
-One MGET reads the client IP's failure count and the auth epoch (bumped
+One script reads whether the client IP is blocked and the auth epoch (bumped
 whenever a credential is revoked, so every process drops its cached
-principals). A fixed window starts at an IP's first failure. Both keys share
-the hash tag `{auth}`, so the MGET works on a Redis Cluster.
+principals). The window is a moving one: an IP keeps the times of its last N
+failures, and is blocked while the oldest of them is younger than the window,
+so no stretch of that length ever holds more than N failures (a fixed window
+would let 2N through across its boundary). Times are Redis's own clock. Both
+keys share the hash tag `{auth}`, so the scripts work on a Redis Cluster.
 
 A process reuses an IP's answer for AUTH_CHECK_CACHE_SECONDS (1 s): that keeps
 Redis off the path of most requests. It costs nothing against guessing: every
@@ -26,6 +29,36 @@ from ..extensions import redis_store
 LIMIT_NAME = "auth_failures"
 MAX_REMEMBERED_IPS = 10_000
 REDIS_ERRORS = (redis.RedisError, OSError)
+
+
+# KEYS: failures list, epoch; ARGV: allowed, window. Returns {seconds blocked (0: not), epoch}.
+_CHECK = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+local oldest = redis.call('LINDEX', KEYS[1], tonumber(ARGV[1]) - 1)
+local blocked = 0
+if oldest then
+  blocked = tonumber(oldest) + tonumber(ARGV[2]) - t
+  if blocked < 0 then blocked = 0 end
+end
+return {tostring(blocked), redis.call('GET', KEYS[2])}
+"""
+
+# KEYS: failures list; ARGV: allowed, window. Returns the failures inside the window, this one included.
+_RECORD = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+local allowed = tonumber(ARGV[1])
+redis.call('LPUSH', KEYS[1], string.format('%.6f', t))
+redis.call('LTRIM', KEYS[1], 0, allowed - 1)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local times = redis.call('LRANGE', KEYS[1], 0, -1)
+local inside = 0
+for _, stamp in ipairs(times) do
+  if tonumber(stamp) > t - tonumber(ARGV[2]) then inside = inside + 1 end
+end
+return inside
+"""
 
 
 def _failures_key(ip: str) -> str:
@@ -68,11 +101,12 @@ class FailureGate:
         return epoch, asked_at
 
     def _ask_redis(self, ip: str, now: float) -> tuple[float, str | None, float, float]:
-        count, epoch = redis_store.client.mget(_failures_key(ip), _epoch_key())
-        blocked_until = 0.0
-        if self.allowed > 0 and count is not None and int(count) >= self.allowed:
-            ttl = redis_store.client.ttl(_failures_key(ip))
-            blocked_until = now + (ttl if ttl is not None and ttl > 0 else self.window)
+        if self.allowed > 0:
+            blocked, epoch = _script(_CHECK)(keys=[_failures_key(ip), _epoch_key()], args=[self.allowed, self.window])
+            blocked_s = float(blocked)
+        else:
+            blocked_s, epoch = 0.0, redis_store.client.get(_epoch_key())
+        blocked_until = now + blocked_s if blocked_s > 0 else 0.0
         valid_until = now + self.memo_s
         if blocked_until:
             valid_until = max(valid_until, blocked_until)  # blocked: no need to ask again until the window ends
@@ -88,17 +122,26 @@ class FailureGate:
         """Count one failed authentication of `ip` in Redis; the window's count (0: limit off)."""
         if self.allowed <= 0:
             return 0
-        key = _failures_key(ip)
-        pipe = redis_store.client.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, max(1, self.window), nx=True)
-        count = int(pipe.execute()[0])
+        count = int(_script(_RECORD)(keys=[_failures_key(ip)], args=[self.allowed, max(1, self.window)]))
         if count >= self.allowed:
             self._memo.pop(ip, None)  # the next request asks Redis, learns the block and remembers it
         return count
 
     def forget(self) -> None:
         self._memo.clear()
+
+
+_scripts: dict[tuple[int, str], object] = {}
+
+
+def _script(source: str):
+    """The script registered on this process's Redis client (re-registered if the client changes)."""
+    client = redis_store.client
+    key = (id(client), source)
+    script = _scripts.get(key)
+    if script is None:
+        script = _scripts[key] = client.register_script(source)
+    return script
 
 
 def bump_epoch() -> None:

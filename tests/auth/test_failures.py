@@ -36,7 +36,7 @@ def test_checked_before_the_token_is_parsed(make_app, redis_client):
         response = client.get(PROTECTED, headers=bearer(header))
         assert_error(response, 429, "rate_limited")
     keys = list(redis_client.scan_iter(match=app.config["REDIS_KEY_PREFIX"] + "auth:*failures*"))
-    assert len(keys) == 1 and redis_client.get(keys[0]) == "3"  # refusals did not count as more failures
+    assert len(keys) == 1 and redis_client.llen(keys[0]) == 3  # refusals did not count as more failures
 
 
 def test_other_ips_and_requests_without_credentials_are_unaffected(make_app, user_a_headers):
@@ -120,3 +120,17 @@ def test_a_second_process_grants_at_most_one_more_guess(make_app, user_a_headers
     fail(one, 1)  # the one extra guess; its count tells `one` the IP is blocked
     assert_error(one.get(PROTECTED, headers=bearer("garbage")), 429, "rate_limited")
     assert_error(one.get(PROTECTED, headers=user_a_headers), 429, "rate_limited")
+
+
+def test_the_window_moves_so_no_burst_gets_through_at_its_boundary(make_app):
+    """A fixed window would allow 3 failures just before its end and 3 more just after."""
+    client = make_app(LIMIT_AUTH_FAILURES="3/2", AUTH_CHECK_CACHE_SECONDS="0").test_client()
+    fail(client, 2)
+    time.sleep(1.5)
+    fail(client, 1)  # three inside the last two seconds: blocked
+    assert_error(client.get(PROTECTED, headers=bearer("garbage")), 429, "rate_limited")
+    time.sleep(0.7)  # the first two have left the window; the third has not
+    fail(client, 2)
+    refused = client.get(PROTECTED, headers=bearer("garbage"))
+    assert_error(refused, 429, "rate_limited")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 2
