@@ -7,6 +7,7 @@ scalar values, passed through the same redaction as log lines.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,11 @@ RATE_LIMITED = "rate_limited"
 KEY_CREATED = "api_key_created"
 KEY_REVOKED = "api_key_revoked"
 USER_PROVISIONED = "user_provisioned"
+DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
+
+# An outage answers every request with 503; one audit row per dependency per process per interval.
+OUTAGE_AUDIT_INTERVAL_S = 10.0
+_last_outage_audit: dict[str, float] = {}
 
 MAX_DETAILS = 16
 MAX_DETAIL_CHARS = 200
@@ -76,3 +82,12 @@ def record_event(
             )
     except Exception as exc:  # noqa: BLE001 - the audit log must never break the request it describes
         log.warning("audit event %s not recorded: %s", event_type, type(exc).__name__)
+
+
+def record_outage(dependency: str) -> None:
+    """A dependency failed a request: audit it, at most once per interval in this process."""
+    now = time.monotonic()
+    if now - _last_outage_audit.get(dependency, float("-inf")) < OUTAGE_AUDIT_INTERVAL_S:
+        return
+    _last_outage_audit[dependency] = now
+    record_event(DEPENDENCY_UNAVAILABLE, None, {"dependency": dependency})

@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 log = logging.getLogger("relay.errors")
 
 # Failures of what Relay depends on: answered 503 dependency_unavailable.
-DEPENDENCY_ERRORS = (
+DEPENDENCY_EXCEPTIONS = (
     redis.ConnectionError,
     redis.TimeoutError,
     sqlalchemy.exc.OperationalError,
@@ -129,6 +129,8 @@ def error_response(
 def _from_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
     if isinstance(exc, APIError):
+        if exc.error_code == "dependency_unavailable":
+            _count_outage(exc)
         return error_response(status, exc.error_code, exc.description, exc.details, exc.extra_headers)
     headers = {}
     valid_methods = getattr(exc, "valid_methods", None)
@@ -145,20 +147,27 @@ def _from_unexpected(exc: Exception) -> Response:
 
 
 def _from_dependency(exc: Exception) -> Response:
-    from .observability import DEPENDENCY_ERRORS
-
     dependency = "redis" if isinstance(exc, redis.RedisError) else "database"
     if isinstance(exc, kombu.exceptions.OperationalError):
         dependency = "broker"
-    DEPENDENCY_ERRORS.labels(dependency).inc()
     log.error("%s unavailable on %s %s: %s", dependency, request.method, request.path, type(exc).__name__)
     return _from_http_exception(unavailable(dependency))
+
+
+def _count_outage(error: APIError) -> None:
+    """Every 503 for a dependency, whoever raised it: counted, and audited (throttled)."""
+    from .audit import record_outage
+    from .observability import DEPENDENCY_ERRORS
+
+    dependency = str(error.details.get("dependency", "unknown"))
+    DEPENDENCY_ERRORS.labels(dependency).inc()
+    record_outage(dependency)
 
 
 def register_errorhandlers(app: Flask) -> None:
     """Route every HTTPException and every unexpected exception to one JSON shape;
     a dependency that is down is a 503 with Retry-After, never a 500."""
     app.register_error_handler(HTTPException, _from_http_exception)
-    for dependency_error in DEPENDENCY_ERRORS:
+    for dependency_error in DEPENDENCY_EXCEPTIONS:
         app.register_error_handler(dependency_error, _from_dependency)
     app.register_error_handler(Exception, _from_unexpected)

@@ -7,10 +7,12 @@ shared one), which the tests stop and start.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 import requests
+from sqlalchemy import create_engine, text
 
 from tests.conftest import Stack, stack_env
 from tests.support import RedisServer, collect, fake_server, iter_sse, wait_until
@@ -53,6 +55,17 @@ def relay(tmp_path_factory, base_env, private_redis, slow_provider):
         running.stop()
 
 
+def _outage_events(relay) -> list[tuple[str, str]]:
+    """Audit rows of dependency outages, read from the Relay's own database."""
+    engine = create_engine(relay.env["DATABASE_URL"])
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT type, details FROM audit_events WHERE type = 'dependency_unavailable'")
+        ).all()
+    engine.dispose()
+    return [(row[0], row[1] if isinstance(row[1], str) else json.dumps(row[1])) for row in rows]
+
+
 def stream_works(relay) -> bool:
     token = relay.anon_token()
     events = collect(relay.post_stream(token, {"message": "echo:ok", "model": "gpt-4o-mini"}, timeout=20))
@@ -68,6 +81,8 @@ def test_requests_get_503_while_redis_is_down_and_recover_by_themselves(relay, p
         error = response.json()["error"]
         assert error["code"] == "dependency_unavailable"
         assert int(response.headers["Retry-After"]) >= 1
+        audited = _outage_events(relay)
+        assert audited and audited[0] == ("dependency_unavailable", '{"dependency": "redis"}')
         ready = requests.get(f"{relay.base_url}/health/ready", timeout=10)
         assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "failed"
         assert requests.get(f"{relay.base_url}/health", timeout=5).status_code == 200
