@@ -9,7 +9,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..auth.principal import Principal
-from ..errors import forbidden, not_found
+from ..errors import APIError, forbidden, not_found
 from .models import Conversation, Message, Stream, new_id, utcnow
 
 TITLE_CHARS = 80
@@ -104,7 +104,10 @@ def recent_messages(session: Session, conversation_id: str, limit: int) -> list[
     return [{"role": row.role, "content": row.content} for row in reversed(rows)]
 
 
-def list_conversations(session: Session, principal: Principal) -> list[dict[str, Any]]:
+def list_conversations(session: Session, principal: Principal, user_id: str | None = None) -> list[dict[str, Any]]:
+    """The caller's conversations; naming any user but the caller is 403."""
+    if user_id is not None and user_id not in (principal.id, principal.subject):
+        raise APIError(403, "forbidden", "You do not have access to this user's conversations")
     counts = (
         select(Message.conversation_id, func.count(Message.id).label("n")).group_by(Message.conversation_id).subquery()
     )

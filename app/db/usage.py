@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,25 @@ def principal_usage(session: Session, principal: Principal, now: datetime) -> di
     lifetime = session.scalar(select(func.count(Stream.id)).where(mine))
     spend = session.scalar(select(func.coalesce(func.sum(Stream.cost_usd), 0)).where(mine, Stream.created_at >= today))
     return {"requests_this_hour": this_hour or 0, "lifetime_requests": lifetime or 0, "spend_today_usd": float(spend)}
+
+
+def usage_summary(session: Session, principal: Principal, settings: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """GET /api/v1/usage: the caller's counts with the quotas and budget that apply to it."""
+    usage = principal_usage(session, principal, now)
+
+    def quota(name: str) -> int | None:
+        count, _seconds = settings[f"LIMIT_{name}"]
+        return (count or None) if principal.is_anonymous else None
+
+    return {
+        "requests_this_hour": usage["requests_this_hour"],
+        "hourly_quota": quota("ANON_HOURLY"),
+        "lifetime_requests": usage["lifetime_requests"],
+        "lifetime_quota": quota("ANON_LIFETIME"),
+        "spend_today_usd": round(usage["spend_today_usd"], 8),
+        # Anonymous traffic shares one budget that is nobody's own: none applies to the caller.
+        "daily_budget_usd": settings["TENANT_DAILY_BUDGET_USD"] if principal.tenant_id else None,
+    }
 
 
 def tenant_usage(session: Session, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
