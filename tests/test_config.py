@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from app import create_app
-from app.config import SETTINGS, ConfigError, load_settings, resolve_settings
+from app.config import SETTINGS, ConfigError, load_settings, render_env_example, resolve_settings
 from tests.support import ROOT
 
 STRONG = secrets.token_urlsafe(48)
@@ -87,3 +87,5 @@ def test_limits_parse_as_count_and_window():
 def test_env_example_documents_every_setting():
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert {setting.name for setting in SETTINGS} <= documented
+    # Regenerate with: python -c "from app.config import render_env_example as r; print(r(), end='')" > .env.example
+    assert (ROOT / ".env.example").read_text() == render_env_example()

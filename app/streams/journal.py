@@ -121,6 +121,10 @@ class Journal:
     def _key(self, stream_id: str, part: str) -> str:
         return f"{self.prefix}stream:{{{stream_id}}}:{part}"
 
+    def worker_key(self, worker_id: str) -> str:
+        """A worker process's liveness key: it renews it while alive; `started` in meta names it."""
+        return f"{self.prefix}worker:{worker_id}:alive"
+
     def channel(self, stream_id: str) -> str:
         return self._key(stream_id, "live")
 
