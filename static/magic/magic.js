@@ -5,7 +5,7 @@
  * no inline code or styles, no eval. Model output is only ever rendered as text
  * (Text nodes / textContent), never as HTML.
  *
- * Contract: /work/shared/API.md, "Sessions and models" and "Streaming".
+ * The HTTP API it speaks: docs/api.md, "Sessions and models" and "Streaming".
  */
 (() => {
   'use strict';
