@@ -73,8 +73,10 @@ class APIError(HTTPException):
 
 
 def unauthorized(code: str, message: str) -> APIError:
-    """401 with the RFC 6750 challenge."""
-    challenge = f'Bearer realm="relay", error="invalid_token", error_description="{code}"'
+    """401 with the RFC 6750 challenge; without `error=` when no credentials were sent (its section 3.1)."""
+    challenge = 'Bearer realm="relay"'
+    if code != "missing_token":
+        challenge += f', error="invalid_token", error_description="{code}"'
     return APIError(401, code, message, headers={"WWW-Authenticate": challenge})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from flask import Blueprint, Response, current_app, request
@@ -12,12 +13,22 @@ from ..observability import metrics_text
 bp = Blueprint("metrics", __name__)
 
 
+def _digest(text: str) -> bytes:
+    # Compared as digests: equal lengths, so neither the token's content nor its length leaks through timing.
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
+
+
 @bp.get("/metrics")
 def metrics():
+    """The exposition of every process; 401 without `Bearer <METRICS_TOKEN>` when that is set."""
     token = current_app.config["METRICS_TOKEN"]
     if token:
         supplied = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
+        if not supplied:
+            raise unauthorized("missing_token", "This endpoint needs the metrics token.")
+        scheme, _, credential = supplied.partition(" ")
+        matches = hmac.compare_digest(_digest(credential.strip()), _digest(token))
+        if scheme.lower() != "bearer" or not matches:
             raise unauthorized("invalid_token", "This endpoint needs the metrics token.")
     body, content_type = metrics_text()
     return Response(body, content_type=content_type)

@@ -20,6 +20,7 @@ import jwt
 from flask import current_app, g, request
 
 from .. import audit
+from ..client_ip import client_ip
 from ..errors import APIError, unauthorized, unavailable
 from ..observability import AUTH_FAILURES, RATE_LIMIT_HITS, SECURITY_VIOLATIONS, endpoint_label
 from . import _failures, _user_jwt, _users, anonymous, api_keys
@@ -59,9 +60,11 @@ def _verify(token: str) -> tuple[Principal, float | None, str | None]:
     if api_keys.looks_like_key(token):
         return api_keys.verify(token, config), None, None
     try:
+        header = jwt.get_unverified_header(token)
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError:
         raise invalid("malformed") from None
+    _user_jwt.check_header(header)  # every JWT kind: no crit, no key named by the token, a sane typ and kid
     if anonymous.is_anonymous_token(claims):
         try:
             return anonymous.verify(token, config["SECRET_KEY"], config["JWT_LEEWAY_SECONDS"]), claims["exp"], None
@@ -112,7 +115,7 @@ def authenticate() -> Principal:
     if not header:
         AUTH_FAILURES.labels("missing_token", endpoint_label()).inc()
         raise unauthorized("missing_token", "Send Authorization: Bearer <token>.")
-    state, ip = auth_state(), request.remote_addr or "unknown"
+    state, ip = auth_state(), client_ip()  # an IPv6 client's failures count against its /64
     try:
         state.sync_epoch(*state.gate.check(ip))
     except _failures.REDIS_ERRORS:
@@ -126,8 +129,9 @@ def authenticate() -> Principal:
         digest = hashlib.sha256(token.encode()).digest()
         principal = _cached(state, digest)
         if principal is None:
+            generation = state.cache.generation  # read before the credential is: see PrincipalCache.put
             principal, expires_at, kid = _verify(token)
-            state.cache.put(digest, principal, expires_at, kid)
+            state.cache.put(digest, principal, expires_at, kid, generation)
     except APIError as exc:
         if exc.code in (401, 403):
             _record_failure(exc, ip)

@@ -23,6 +23,33 @@ JWKS_ALGORITHMS = frozenset({"RS256", "ES256"})
 # Supabase's project keys: signed like user tokens, never a user.
 SUPABASE_KEY_ROLES = frozenset({"anon", "service_role"})
 MAX_SUBJECT_CHARS = 255
+MAX_KID_CHARS = 255
+_KEY_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c"})
+_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})  # lower case: RFC 7515 compares typ case-insensitively
+
+
+def check_header(header: Mapping[str, Any]) -> None:
+    """Refuse a JOSE header Relay does not fully understand, before any key is chosen (401).
+
+    `crit` lists extensions a recipient must understand or reject (RFC 7515
+    4.1.11): Relay understands none. `jku`, `x5u`, `jwk` and `x5c` name or carry
+    the key to verify with: a token never chooses its own key, so their mere
+    presence is refused. `typ`, when present, says JWT; `kid` is a short
+    printable string.
+    """
+    if "crit" in header:
+        raise invalid("unsupported_crit")
+    if _KEY_HEADERS & header.keys():
+        SECURITY_VIOLATIONS.labels("jwt_key_in_header", "high").inc()
+        raise invalid("key_in_header")
+    if "typ" in header and not (isinstance(header["typ"], str) and header["typ"].lower() in _TYPES):
+        raise invalid("bad_typ")
+    if "kid" in header and not _short_printable(header["kid"], MAX_KID_CHARS):
+        raise invalid("bad_kid")
+
+
+def _short_printable(value: Any, limit: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limit and value.isprintable()
 
 
 def _one_of(value: Any, names: frozenset[str]) -> bool:
@@ -91,8 +118,7 @@ def verify(
         raise invalid("bad_signature") from None
     except jwt.InvalidTokenError:
         raise invalid("bad_claims") from None
-    subject = verified.get("sub")
-    if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_CHARS or not subject.isprintable():
+    if not _short_printable(verified.get("sub"), MAX_SUBJECT_CHARS):
         raise invalid("bad_claims")
     if _one_of(verified.get("role"), SUPABASE_KEY_ROLES):
         raise invalid("supabase_project_key")

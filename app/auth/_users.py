@@ -30,6 +30,20 @@ def _email(claims: Mapping[str, Any]) -> str | None:
     return email
 
 
+def email_verified(claims: Mapping[str, Any]) -> bool:
+    """Whether the identity provider vouches for the token's email.
+
+    `email_verified` must be the JSON boolean true, at the top level (OIDC) or
+    in `user_metadata` (where Supabase puts it); a string "true" or a 1 is not. A false
+    in either place wins over a true in the other: when the two disagree the
+    token vouches for nothing.
+    """
+    metadata = claims.get("user_metadata")
+    places = [claims.get("email_verified"), metadata.get("email_verified") if isinstance(metadata, dict) else None]
+    # Identity, not equality: 1 == True, and a token's 1 or 0 is not a boolean.
+    return any(value is True for value in places) and not any(value is False for value in places)
+
+
 def is_allowed(claims: Mapping[str, Any], allowlist: tuple[str, ...]) -> bool:
     """Empty allowlist: everyone. Otherwise the subject, or a verified email (case-insensitive)."""
     if not allowlist:
@@ -37,7 +51,7 @@ def is_allowed(claims: Mapping[str, Any], allowlist: tuple[str, ...]) -> bool:
     if claims["sub"] in allowlist:
         return True
     email = _email(claims)
-    if email is None or claims.get("email_verified") is False:
+    if email is None or not email_verified(claims):
         return False
     return email.lower() in {entry.lower() for entry in allowlist}
 

@@ -21,13 +21,18 @@ from tests.support import free_port
 
 
 def assert_error(response, status: int, code: str) -> dict[str, Any]:
-    """The exact status and code, in the contract's error shape; 401s carry the RFC 6750 challenge."""
+    """The exact status and code, in the contract's error shape; 401s carry the RFC 6750 challenge.
+
+    A 401 for missing credentials challenges with the realm alone; any other 401 names invalid_token.
+    """
     assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:300])
     assert response.mimetype == "application/json"
     error = response.get_json()["error"]
     assert set(error) == {"code", "message", "details", "request_id"}
     assert error["code"] == code, error
-    if status == 401:
+    if status == 401 and code == "missing_token":  # no credentials sent: no error= (RFC 6750 section 3.1)
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="relay"'
+    elif status == 401:
         assert response.headers["WWW-Authenticate"].startswith('Bearer realm="relay", error="invalid_token"')
     return error
 

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import secrets
-import time
 
 import pytest
 
 from app.auth._jwks import JWKSClient
+from app.auth._state import EXTENSION, AuthState
 from tests.auth.helpers import SigningKey, assert_error, claims
 from tests.conftest import bearer
 
 PROTECTED = "/api/v1/conversations"
+
+
+class Clock:
+    """Monotonic seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def with_clock(app, clock: Clock):
+    """The app, its JWKS timed by `clock` (the state a first request would build, built now)."""
+    app.extensions[EXTENSION] = AuthState(app.config, clock=clock)
+    return app
 
 
 def ok(client, token: str) -> bool:
@@ -26,13 +45,17 @@ def test_rs256_and_es256_tokens_verify(make_app, key_server, kind):
     assert ok(client, key.sign(claims()))
 
 
-def test_rotation_to_a_new_kid_is_picked_up(make_app, key_server, rsa_key):
+def test_rotation_to_a_new_kid_is_picked_up_once_the_interval_has_passed(make_app, key_server, rsa_key):
+    clock = Clock()
+    client = with_clock(make_app(JWKS_URL=key_server.url), clock).test_client()
     key_server.publish(rsa_key)
-    client = make_app(JWKS_URL=key_server.url, JWKS_MIN_REFRESH_SECONDS=1).test_client()
     assert ok(client, rsa_key.sign(claims()))
     rotated = SigningKey("EC")
     key_server.publish(rsa_key, rotated)
-    time.sleep(1.1)
+    clock.advance(59)  # JWKS_MIN_REFRESH_SECONDS (60) since the last fetch: the unknown kid may not refetch
+    assert_error(client.get(PROTECTED, headers=bearer(rotated.sign(claims()))), 401, "invalid_token")
+    assert key_server.fetches == 1
+    clock.advance(1)
     assert ok(client, rotated.sign(claims()))
     assert key_server.fetches == 2
 
@@ -62,11 +85,12 @@ def test_refetch_interval_is_respected_with_a_clock(key_server, rsa_key):
 
 
 def test_key_server_down_keeps_the_cached_keys(make_app, key_server, rsa_key):
+    clock = Clock()
+    client = with_clock(make_app(JWKS_URL=key_server.url), clock).test_client()
     key_server.publish(rsa_key)
-    client = make_app(JWKS_URL=key_server.url, JWKS_MIN_REFRESH_SECONDS=0, JWKS_CACHE_SECONDS=1).test_client()
     assert ok(client, rsa_key.sign(claims()))
     key_server.stop()
-    time.sleep(1.1)  # the cached set is now past its age: a refetch is tried, fails, and the keys stay
+    clock.advance(301)  # past JWKS_CACHE_SECONDS (300): a refetch is tried, fails, and the keys stay
     assert ok(client, rsa_key.sign(claims()))
     assert ok(client, rsa_key.sign(claims(sub="another-user")))
     stranger = SigningKey("RSA")
@@ -81,15 +105,20 @@ def test_no_keys_ever_fetched_is_503_not_401(make_app, key_server, rsa_key):
     assert int(response.headers["Retry-After"]) >= 1
 
 
-def test_a_key_removed_from_the_set_stops_working(make_app, key_server, rsa_key):
+def test_a_key_removed_from_the_set_stops_working_once_the_cache_ages(make_app, key_server, rsa_key):
+    clock = Clock()
+    client = with_clock(make_app(JWKS_URL=key_server.url), clock).test_client()
     successor = SigningKey("RSA")
     key_server.publish(rsa_key, successor)
-    client = make_app(JWKS_URL=key_server.url, JWKS_MIN_REFRESH_SECONDS=0, JWKS_CACHE_SECONDS=1).test_client()
     token = rsa_key.sign(claims())
     assert ok(client, token)
     key_server.publish(successor)  # rsa_key was compromised and withdrawn
-    time.sleep(1.1)
+    clock.advance(299)  # within JWKS_CACHE_SECONDS (300): the cached set still holds it, no refetch
+    assert ok(client, token)
+    assert key_server.fetches == 1
+    clock.advance(1)
     assert_error(client.get(PROTECTED, headers=bearer(token)), 401, "invalid_token")
+    assert key_server.fetches == 2
     assert ok(client, successor.sign(claims()))
 
 

@@ -13,14 +13,46 @@ ODD = [None, 1, 1.5, True, [], ["x"], {}, {"a": 1}, "", "\x00"]
 
 
 @pytest.mark.parametrize("value", ODD, ids=repr)
-@pytest.mark.parametrize("field", ["alg", "kid", "typ", "crit", "jku"])
+@pytest.mark.parametrize("field", ["alg", "kid", "typ", "crit", "jku", "x5u", "jwk", "x5c"])
 def test_odd_header_values(client, base_env, field, value):
+    """Validly signed with JWT_SECRET, yet a header Relay does not understand: refused all the same."""
     header = {"alg": "HS256", "typ": "JWT", field: value}
     token = forge(header, claims(), hmac_key=base_env["JWT_SECRET"].encode())
-    response = client.get(PROTECTED, headers=bearer(token))
-    if field != "alg" and response.status_code == 200:
-        return  # validly signed with JWT_SECRET; HS256 ignores kid and never fetches jku
-    assert_error(response, 401, "invalid_token")
+    assert_error(client.get(PROTECTED, headers=bearer(token)), 401, "invalid_token")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("crit", ["exp"]),  # an extension Relay does not implement: RFC 7515 says reject
+        ("crit", ["b64"]),
+        ("typ", "JWS"),
+        ("kid", "k" * 256),
+    ],
+)
+def test_plausible_but_unsupported_headers_are_refused(client, base_env, field, value):
+    header = {"alg": "HS256", "typ": "JWT", field: value}
+    token = forge(header, claims(), hmac_key=base_env["JWT_SECRET"].encode())
+    assert_error(client.get(PROTECTED, headers=bearer(token)), 401, "invalid_token")
+
+
+@pytest.mark.parametrize("extra", [{}, {"typ": "jwt"}, {"typ": "at+jwt"}, {"kid": "supabase-legacy-1"}])
+def test_ordinary_headers_still_pass(client, base_env, extra):
+    """The refusals above are not a blanket one: the headers identity providers really send are fine."""
+    token = forge({"alg": "HS256", "typ": "JWT", **extra}, claims(), hmac_key=base_env["JWT_SECRET"].encode())
+    assert client.get(PROTECTED, headers=bearer(token)).status_code == 200
+
+
+@pytest.mark.parametrize("field", ["jku", "x5u"])
+def test_a_key_url_in_the_token_is_never_fetched(make_app, key_server, rsa_key, field):
+    """A token naming where its key lives (even the configured key server) is refused without a fetch there."""
+    key_server.publish(rsa_key)
+    client = make_app(JWKS_URL=key_server.url).test_client()
+    assert client.get(PROTECTED, headers=bearer(rsa_key.sign(claims()))).status_code == 200
+    planted = key_server.url.replace("/jwks.json", "/attacker.json")
+    token = rsa_key.sign(claims(), **{field: planted})
+    assert_error(client.get(PROTECTED, headers=bearer(token)), 401, "invalid_token")
+    assert key_server.paths == ["/jwks.json"]
 
 
 @pytest.mark.parametrize("value", ODD, ids=repr)

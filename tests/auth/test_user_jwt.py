@@ -177,7 +177,10 @@ def test_oversized_token_is_a_clean_401(client, size):
 def test_allowlist_refuses_everyone_else(make_app, secret):
     client = make_app(AUTHORIZED_USERS="alice@example.com,sub-of-bob").test_client()
     assert (
-        client.get(PROTECTED, headers=bearer(hs256(secret, claims("a1", email="Alice@Example.com")))).status_code == 200
+        client.get(
+            PROTECTED, headers=bearer(hs256(secret, claims("a1", email="Alice@Example.com", email_verified=True)))
+        ).status_code
+        == 200
     )
     assert client.get(PROTECTED, headers=bearer(hs256(secret, claims("sub-of-bob")))).status_code == 200
     for payload in (
