@@ -8,6 +8,7 @@ from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_talisman import Talisman
 
+from .client_ip import client_ip
 from .db import Database
 from .redis_store import RedisStore
 
@@ -19,8 +20,6 @@ talisman = Talisman()
 
 
 def _client_ip() -> str:
-    from .limits import client_ip  # imported when first called: app.limits imports this module
-
     return client_ip() if request else "unknown"
 
 

@@ -19,8 +19,9 @@ Who does what:
     anonymous quotas plus the budget reservation, in one script (see there why).
   - `budget.settle`: the worker settles a reservation to the real cost.
   - auth_failures lives in app/auth (it must run before a token is parsed).
-Client IP: `request.remote_addr`, rewritten by ProxyFix only when
-TRUSTED_PROXY_COUNT is set; a client's own X-Forwarded-For never moves a key.
+Client IP: `app.client_ip.client_ip()`, the limit key of `request.remote_addr`
+(rewritten by ProxyFix only when TRUSTED_PROXY_COUNT is set; a client's own
+X-Forwarded-For never moves a key); an IPv6 client counts as its /64.
 """
 
 from __future__ import annotations

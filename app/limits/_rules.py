@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app
+
+from ..client_ip import client_ip as client_ip  # the limit key of per-IP limits; admission imports it here
 
 RATE_LIMITED = "rate_limited"
 QUOTA_EXCEEDED = "quota_exceeded"
@@ -55,12 +57,3 @@ def limit_string(name: str) -> str:
     if not current.enabled:
         return ""
     return f"{current.count} per {current.seconds or _LIFETIME_SECONDS} second"
-
-
-def client_ip() -> str:
-    """The client's address: `remote_addr`, which ProxyFix rewrites only with TRUSTED_PROXY_COUNT.
-
-    A client-sent X-Forwarded-For is never read here: without trusted proxies
-    it would let every client choose its own rate-limit key.
-    """
-    return request.remote_addr or "unknown"
