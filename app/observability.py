@@ -61,8 +61,9 @@ def configure_logging(app: Flask) -> None:
 
 
 # -- Prometheus metrics ------------------------------------------------------------
-# Labels are bounded: never a user, tenant or stream id. With PROMETHEUS_MULTIPROC_DIR
-# set (make run and the Procfile set it), gunicorn and Celery processes share one view.
+# Labels are bounded: never a user, tenant or stream id, nor a method or path a client made up.
+# With PROMETHEUS_MULTIPROC_DIR set (make run and the Procfile set it), gunicorn and Celery
+# processes share one view.
 AUTH_FAILURES = Counter("auth_failures_total", "Failed authentications", ["reason", "endpoint"])
 RATE_LIMIT_HITS = Counter("rate_limit_hits_total", "Requests refused by a limit", ["limit", "endpoint"])
 SECURITY_VIOLATIONS = Counter("security_violations_total", "Security-relevant refusals", ["type", "severity"])
@@ -80,10 +81,19 @@ WEBHOOK_DELIVERIES = Counter("relay_webhook_deliveries_total", "Outbound webhook
 DEPENDENCY_ERRORS = Counter("relay_dependency_errors_total", "Dependency failures answered with 503", ["dependency"])
 
 
+# The methods Relay's routes answer (HEAD and OPTIONS come with them); anything else is one label.
+SERVED_METHODS = frozenset({"GET", "HEAD", "POST", "DELETE", "OPTIONS"})
+
+
 def endpoint_label() -> str:
-    """The matched route (bounded), never the raw path with ids in it."""
+    """The matched route (bounded), never the raw path with ids in it; 404s and 405s are "unmatched"."""
     rule = request.url_rule
     return rule.rule if rule is not None else "unmatched"
+
+
+def method_label() -> str:
+    """The request's method when Relay serves it, else "other": a client cannot mint series."""
+    return request.method if request.method in SERVED_METHODS else "other"
 
 
 def metrics_text() -> tuple[bytes, str]:

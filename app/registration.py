@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import errors, limits, schemas
 from .extensions import cors, database, migrate, redis_store, talisman
-from .observability import HTTP_DURATION, HTTP_REQUESTS, endpoint_label
+from .observability import HTTP_DURATION, HTTP_REQUESTS, endpoint_label, method_label
 from .streams import StreamRuntime
 from .tasks import celery_init_app
 
@@ -75,16 +75,16 @@ def register_hooks(app: Flask) -> None:
     def assign_request_id() -> None:
         g.started = time.perf_counter()
         supplied = request.headers.get("X-Request-ID", "")
-        g.request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        g.request_id = supplied if REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
 
     @app.after_request
     def echo_request_id_and_count(response):
         response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
         response.vary.add("Origin")  # CORS answers differ by Origin: shared caches must not mix them
-        endpoint = endpoint_label()
-        HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        method, endpoint = method_label(), endpoint_label()
+        HTTP_REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
         if "started" in g:
-            HTTP_DURATION.labels(request.method, endpoint).observe(time.perf_counter() - g.started)
+            HTTP_DURATION.labels(method, endpoint).observe(time.perf_counter() - g.started)
         return response
 
     # After the request id: a limit may refuse the request, and the refusal carries its id.

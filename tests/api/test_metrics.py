@@ -1,0 +1,92 @@
+"""GET /metrics: METRICS_TOKEN, and labels no client can multiply."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.observability import SERVED_METHODS
+from tests.auth.helpers import assert_error
+
+HTTP_FAMILIES = ("http_requests", "http_request_duration_seconds")
+
+
+def series(client, headers=None) -> dict[str, set[tuple[tuple[str, str], ...]]]:
+    """Family name -> the label sets of its samples, from a real scrape."""
+    response = client.get("/metrics", headers=headers or {})
+    assert response.status_code == 200
+    found: dict[str, set] = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for sample in family.samples:
+            labels = {k: v for k, v in sample.labels.items() if k != "le"}  # buckets are fixed, not per request
+            found.setdefault(family.name, set()).add(tuple(sorted(labels.items())))
+    return found
+
+
+def test_made_up_methods_and_paths_never_mint_series(app):
+    client = app.test_client()
+    routes = {rule.rule for rule in app.url_map.iter_rules()} | {"unmatched"}
+
+    def flood(start: int, count: int) -> None:
+        for n in range(start, start + count):
+            assert client.open(f"/api/v1/models?{n}", method=f"ZZFOO{n}").status_code == 405
+            assert client.get(f"/no/such/{secrets.token_hex(4)}").status_code == 404
+            assert client.open(f"/x{n}", method=f"Q{n}").status_code in (404, 405)
+            assert client.delete("/api/v1/models").status_code == 405
+
+    series(client)  # the scrape itself is a request: its own series exists before the comparison
+    flood(0, 10)
+    before = series(client)
+    flood(10, 40)
+    after = series(client)
+    for family in HTTP_FAMILIES:
+        assert after[family] == before[family], family  # 160 more odd requests: not one new series
+        for labels in after[family]:
+            named = dict(labels)
+            assert named["method"] in SERVED_METHODS | {"other"}, named
+            assert named["endpoint"] in routes, named
+    counted = {dict(labels)["method"] for labels in after["http_requests"]}
+    assert "other" in counted
+
+
+@pytest.fixture
+def guarded(make_app):
+    token = secrets.token_urlsafe(32)
+    return make_app(METRICS_TOKEN=token).test_client(), token
+
+
+def test_the_metrics_token_is_required_when_set(guarded):
+    client, token = guarded
+    response = client.get("/metrics")
+    assert_error(response, 401, "missing_token")
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="relay"'
+    for header in (f"Bearer {token[:-1]}", f"Bearer {token}x", f"Basic {token}", token, "Bearer "):
+        assert_error(client.get("/metrics", headers={"Authorization": header}), 401, "invalid_token")
+    for header in (f"Bearer {token}", f"bearer {token}"):
+        response = client.get("/metrics", headers={"Authorization": header})
+        assert response.status_code == 200
+        assert "http_requests_total" in response.get_data(as_text=True)
+
+
+def test_the_metrics_token_is_not_asked_for_when_unset(client):
+    assert client.get("/metrics").status_code == 200
+
+
+def test_the_metrics_token_is_compared_in_constant_time(guarded, monkeypatch):
+    """hmac.compare_digest on equal-length digests: neither the token's content nor its length leaks."""
+    client, token = guarded
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr("app.api.metrics.hmac.compare_digest", spy)
+    for supplied in ("x", token, "y" * 500):
+        client.get("/metrics", headers={"Authorization": f"Bearer {supplied}"})
+    assert len(compared) == 3
+    assert {len(a) for a, _ in compared} == {len(b) for _, b in compared} == {32}
