@@ -1,4 +1,4 @@
-"""Operator commands: `flask relay token|keys|secret`.
+"""Operator commands: `flask relay token|keys|secret|actions`.
 
 Secrets are printed once, alone on stdout (so `KEY=$(flask relay keys create …)`
 works); everything else goes to stderr.
@@ -6,8 +6,6 @@ works); everything else goes to stderr.
 
 from __future__ import annotations
 
-import base64
-import secrets
 import time
 
 import click
@@ -16,15 +14,24 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from .auth import api_keys
+from .db import actions as action_queries
 from .db import api_keys as key_queries
 from .extensions import database
+from .reports import audit as audit_command
+from .reports import usage as usage_command
+from .validate import validate as validate_command
+from .webhooks import new_secret
 
 MAX_TEST_TOKEN_TTL = 30 * 86400
-WEBHOOK_SECRET_BYTES = 32
 
 relay = AppGroup("relay", help="Relay's operator commands: test tokens, API keys, webhook secrets.")
 keys = AppGroup("keys", help="Create, list and revoke API keys.")
 relay.add_command(keys)
+relay.add_command(validate_command)
+relay.add_command(audit_command)
+relay.add_command(usage_command)
+actions = AppGroup("actions", help="List actions and recent deliveries (never a secret).")
+relay.add_command(actions)
 
 
 @relay.command("token")
@@ -96,7 +103,40 @@ def revoke(key_id: str) -> None:
 @relay.command("secret")
 def secret() -> None:
     """Print a new Standard Webhooks secret (whsec_…)."""
-    click.echo("whsec_" + base64.b64encode(secrets.token_bytes(WEBHOOK_SECRET_BYTES)).decode())
+    click.echo(new_secret())
+
+
+@actions.command("list")
+@click.option("--tenant", default=None, help="Only this tenant's actions.")
+def list_actions(tenant: str | None) -> None:
+    """List actions: tenant, name, URL, rotation state."""
+    with database.session() as session:
+        rows = [(a.tenant_id, action_queries.action_dict(a)) for a in action_queries.all_actions(session, tenant)]
+    for tenant_id, row in rows:
+        rotation = (
+            f"  previous secret until {row['previous_secret_expires_at']}" if row["previous_secret_expires_at"] else ""
+        )
+        click.echo(f"{tenant_id}  {row['name']}  {row['url']}  created={row['created_at']}{rotation}")
+    click.echo(f"{len(rows)} action(s)", err=True)
+
+
+@actions.command("deliveries")
+@click.option("--tenant", default=None, help="Only this tenant's deliveries.")
+@click.option("--status", type=click.Choice(action_queries.DELIVERY_STATUSES), default=None)
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+def list_deliveries(tenant: str | None, status: str | None, limit: int) -> None:
+    """Recent deliveries, newest first: id, tenant, action, status, attempts, last error."""
+    with database.session() as session:
+        rows = [
+            (d.tenant_id, action_queries.delivery_dict(d))
+            for d in action_queries.all_deliveries(session, tenant, status, limit)
+        ]
+    for tenant_id, row in rows:
+        click.echo(
+            f"{row['delivery_id']}  {tenant_id}  {row['action']}  {row['status']}  attempts={row['attempt_count']}  "
+            f"created={row['created_at']}  next={row['next_attempt_at']}  error={row['last_error']}"
+        )
+    click.echo(f"{len(rows)} deliver(ies)", err=True)
 
 
 def register_commands(app: Flask) -> None:

@@ -173,6 +173,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("WEBHOOK_TIMEOUT_SECONDS", 10.0, float, "timeout of one outbound delivery"),
     _s("ALLOW_PRIVATE_WEBHOOK_TARGETS", False, _bool, "allow action URLs on private addresses"),
     _s("SECRET_ROTATION_SECONDS", 86400, int, "old action secret keeps signing this long"),
+    _s("WEBHOOK_RETRY_JITTER", 0.1, float, "each retry delay varies randomly by up to this fraction"),
+    _s("WEBHOOK_RESPONSE_MAX_BYTES", 1024, int, "bytes of a receiver's response body kept per delivery attempt"),
+    _s("WEBHOOK_LEASE_SECONDS", 30, int, "one attempt's claim on a delivery; >= WEBHOOK_TIMEOUT_SECONDS + 5"),
+    _s("WEBHOOK_SWEEP_SECONDS", 15.0, float, "webhook workers wake overdue deliveries (a killed worker's) this often"),
     _s("PLAN_TIMEOUT_SECONDS", 30.0, float, "POST /ai/plan waits this long for the worker's plan (then 504)"),
 )
 
@@ -223,6 +227,8 @@ def check_settings(values: Mapping[str, Any]) -> None:
             raise ConfigError(f"{name}: must be positive")
     if not 0 < values["DEFAULT_COST_CAP_USD"] <= values["MAX_COST_CAP_USD"]:
         raise ConfigError("DEFAULT_COST_CAP_USD: must be above 0 and at most MAX_COST_CAP_USD")
+    if values["WEBHOOK_LEASE_SECONDS"] < values["WEBHOOK_TIMEOUT_SECONDS"] + 5:
+        raise ConfigError("WEBHOOK_LEASE_SECONDS: must be at least WEBHOOK_TIMEOUT_SECONDS + 5 (one attempt at a time)")
     if values["RELAY_ENV"] != "production":
         return
     if not values["SECRET_KEY"]:

@@ -6,7 +6,7 @@ from celery import Celery, Task
 from celery.signals import worker_init, worker_process_init
 from flask import Flask
 
-TASK_MODULES = ("workers.generate",)
+TASK_MODULES = ("workers.generate", "workers.deliver")
 
 
 def celery_init_app(app: Flask) -> Celery:

@@ -1,5 +1,6 @@
 """Blueprints, thin: parse, call one domain function, shape the response."""
 
+from .actions import bp as actions_bp
 from .admin import bp as admin_bp
 from .api_keys import bp as api_keys_bp
 from .conversations import bp as conversations_bp
@@ -9,6 +10,7 @@ from .openapi import bp as openapi_bp
 from .sessions import bp as sessions_bp
 from .stream import bp as stream_bp
 from .usage import bp as usage_bp
+from .webhooks import bp as webhooks_bp
 from .widget import bp as widget_bp
 
 BLUEPRINTS = (
@@ -20,6 +22,8 @@ BLUEPRINTS = (
     api_keys_bp,
     admin_bp,
     usage_bp,
+    actions_bp,
+    webhooks_bp,
     openapi_bp,
     widget_bp,
 )

@@ -126,3 +126,87 @@ class AuditEvent(Base):
     details: Mapped[dict] = mapped_column(JSON, default=dict)
 
     __table_args__ = (Index("ix_audit_events_tenant_id_id", "tenant_id", "id"),)
+
+
+# -- actions and webhooks -------------------------------------------------------------
+class Action(Base):
+    """A tenant's webhook receiver; its secret is stored only encrypted (app/webhooks/_crypto.py)."""
+
+    __tablename__ = "actions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    secret_enc: Mapped[str] = mapped_column(Text)
+    # During a rotation the old secret keeps signing until previous_expires_at.
+    previous_secret_enc: Mapped[str | None] = mapped_column(Text)
+    previous_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("uq_actions_tenant_id_name", "tenant_id", "name", unique=True),)
+
+
+class Delivery(Base):
+    """One action execution: a signed webhook delivered with retries. The row is the truth; the
+    Celery message only wakes a worker, which claims the row with a conditional UPDATE (a lease)."""
+
+    __tablename__ = "deliveries"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    action_id: Mapped[str | None] = mapped_column(ForeignKey("actions.id", ondelete="SET NULL"), index=True)
+    action_name: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict] = mapped_column(JSON)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    plan_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # since last queued: the retry schedule's position
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    result: Mapped[dict | None] = mapped_column(JSON)
+    result_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[list[DeliveryAttempt]] = relationship(
+        order_by="DeliveryAttempt.id", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (
+        # A repeated idempotency key finds the first delivery, however many requests race.
+        Index("uq_deliveries_tenant_id_idempotency_key", "tenant_id", "idempotency_key", unique=True),
+        Index("ix_deliveries_tenant_id_created_at", "tenant_id", "created_at", "id"),
+        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(200))
+    response_excerpt: Mapped[str | None] = mapped_column(Text)  # truncated to WEBHOOK_RESPONSE_MAX_BYTES
+
+
+class WebhookEvent(Base):
+    """An accepted inbound webhook (POST /webhooks/relay); rejections go to the audit log instead."""
+
+    __tablename__ = "webhook_events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(256))
+    type: Mapped[str | None] = mapped_column(String(100))
+    sent_at: Mapped[int | None] = mapped_column(BigInteger)  # the webhook-timestamp (None for a legacy request)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    tenant_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    delivery_id: Mapped[str | None] = mapped_column(String(32))
+    body: Mapped[dict] = mapped_column(JSON)
