@@ -18,7 +18,7 @@ from .extensions import database
 from .observability import redact
 
 if TYPE_CHECKING:
-    from .auth.principal import Principal
+    from .principal import Principal
 
 log = logging.getLogger("relay.audit")
 

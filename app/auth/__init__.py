@@ -23,10 +23,10 @@ from .. import audit
 from ..client_ip import client_ip
 from ..errors import APIError, unauthorized, unavailable
 from ..observability import AUTH_FAILURES, RATE_LIMIT_HITS, SECURITY_VIOLATIONS, endpoint_label
+from ..principal import ANONYMOUS_SCOPES, ROLE_SCOPES, SCOPES, Principal
 from . import _failures, _user_jwt, _users, anonymous, api_keys
 from ._state import AuthState, auth_state
 from ._verdicts import AuthFailure, insufficient_scope, invalid
-from .principal import ANONYMOUS_SCOPES, ROLE_SCOPES, SCOPES, Principal
 
 __all__ = [
     "ANONYMOUS_SCOPES",

@@ -18,9 +18,9 @@ from typing import Any
 
 from flask import current_app
 
+from ..principal import Principal
 from ._failures import FailureGate
 from ._jwks import JWKSClient
-from .principal import Principal
 
 MAX_CACHED_PRINCIPALS = 10_000
 EXTENSION = "relay.auth"  # the app.extensions entry holding the AuthState

@@ -14,9 +14,9 @@ import jwt
 
 from ..errors import APIError
 from ..observability import SECURITY_VIOLATIONS
+from ..principal import ANONYMOUS_SCOPES, Principal
 from ._jwks import JWKSClient
 from ._verdicts import invalid
-from .principal import ANONYMOUS_SCOPES, Principal
 
 HMAC_ALGORITHM = "HS256"
 JWKS_ALGORITHMS = frozenset({"RS256", "ES256"})

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from ..db import Tenant, User
 from ..errors import unavailable
 from ..extensions import database
+from ..principal import ROLE_SCOPES, Principal
 from ._verdicts import not_allowed
-from .principal import ROLE_SCOPES, Principal
 
 PROVISIONED_ROLE = "admin"  # the only user of a personal tenant administers it
 MAX_EMAIL_CHARS = 320

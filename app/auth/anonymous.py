@@ -14,7 +14,7 @@ import time
 import jwt
 
 from ..errors import unauthorized
-from .principal import ANONYMOUS_SCOPES, Principal
+from ..principal import ANONYMOUS_SCOPES, Principal
 
 ISSUER = "relay"
 AUDIENCE = "relay:anonymous"

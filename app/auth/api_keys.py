@@ -24,10 +24,10 @@ from ..db import api_keys as queries
 from ..db.models import utcnow
 from ..errors import unavailable
 from ..extensions import database
+from ..principal import SCOPES, Principal
 from . import _failures
 from ._state import auth_state
 from ._verdicts import INVALID_KEY_MESSAGE, insufficient_scope, invalid
-from .principal import SCOPES, Principal
 
 log = logging.getLogger("relay.auth.keys")
 

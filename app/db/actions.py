@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from ..auth.principal import Principal
 from ..errors import not_found
+from ..principal import Principal
 from .models import Action, Delivery, DeliveryAttempt, WebhookEvent
 from .serialize import iso
 

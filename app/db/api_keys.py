@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..auth.principal import Principal
 from ..errors import forbidden, not_found
+from ..principal import Principal
 from .models import ApiKey
 from .serialize import iso
 

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from ..auth.principal import Principal
 from ..errors import forbidden
+from ..principal import Principal
 from .models import ApiKey, AuditEvent, User
 from .serialize import iso
 

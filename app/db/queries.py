@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from ..auth.principal import Principal
 from ..errors import APIError, forbidden, not_found
+from ..principal import Principal
 from .models import Conversation, Message, Stream, new_id, utcnow
 
 TITLE_CHARS = 80

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..auth.principal import Principal
+from ..principal import Principal
 from .models import Message, Stream
 
 

@@ -28,9 +28,9 @@ from typing import Any
 from flask import current_app, g
 
 from .. import extensions
-from ..auth.principal import Principal
 from ..catalog import ModelSpec
 from ..errors import APIError, too_many
+from ..principal import Principal
 from . import _flask, budget
 from ._rules import BUDGET_EXCEEDED, Rule, client_ip, rule
 

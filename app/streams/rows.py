@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..auth.principal import Principal
 from ..db import Database, queries
+from ..principal import Principal
 
 log = logging.getLogger("relay.streams.rows")
 BATCH = 100

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..auth.principal import Principal
 from ..db import queries
 from ..db.models import new_id
 from ..errors import APIError, forbidden, not_found
 from ..limits import admit_stream
+from ..principal import Principal
 from .reader import stream_events
 from .runtime import StreamRuntime
 

@@ -28,12 +28,12 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..auth.principal import Principal
 from ..db import actions as queries
 from ..db.models import Action, Delivery, DeliveryAttempt, new_id, utcnow
 from ..errors import APIError, not_found
 from ..extensions import database
 from ..observability import WEBHOOK_DELIVERIES
+from ..principal import Principal
 from . import client
 from .registry import guard_settings, signing_keys
 from .signing import sign_headers

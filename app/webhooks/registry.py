@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit
-from ..auth.principal import Principal
 from ..db import actions as queries
 from ..db.models import Action, new_id, utcnow
 from ..errors import APIError
 from ..extensions import database
+from ..principal import Principal
 from . import _crypto, ssrf
 
 ACTION_CREATED = "action_created"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from app.auth.principal import ANONYMOUS_SCOPES, Principal
 from app.db import queries
 from app.errors import APIError
 from app.extensions import database
+from app.principal import ANONYMOUS_SCOPES, Principal
 
 ALICE = Principal(id="anon:anon_alice", kind="anonymous", subject="anon_alice", tenant_id=None, scopes=ANONYMOUS_SCOPES)
 BOB = Principal(id="anon:anon_bob", kind="anonymous", subject="anon_bob", tenant_id=None, scopes=ANONYMOUS_SCOPES)

@@ -7,10 +7,10 @@ import time
 import pytest
 from flask import g
 
-from app.auth.principal import ANONYMOUS_SCOPES, Principal
 from app.catalog import BUILT_IN
 from app.errors import APIError
 from app.limits import admit_stream, budget, settle
+from app.principal import ANONYMOUS_SCOPES, Principal
 from tests.limits.conftest import anon_token, assert_429, post_stream
 
 GPT_4O = next(spec for spec in BUILT_IN if spec.id == "gpt-4o")

@@ -1,4 +1,8 @@
-"""Who is calling: the result of authentication, handed to every domain function."""
+"""Who is calling: the result of authentication, handed to every domain function.
+
+A leaf: it imports nothing from the app, so every layer (db, streams, limits,
+auth, workers) may import it without pulling in what authentication needs.
+"""
 
 from __future__ import annotations
 
