@@ -36,7 +36,8 @@ def new_secret() -> str:
 def secret_bytes(secret: str) -> bytes:
     """The HMAC key of a secret: the decoded bytes of a `whsec_` value, else the value's UTF-8 bytes."""
     if secret.startswith(PREFIX):
-        return base64.b64decode(secret.removeprefix(PREFIX), validate=True)
+        text = secret.removeprefix(PREFIX)
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)  # padding is optional
     return secret.encode()
 
 
