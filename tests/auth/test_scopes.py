@@ -11,7 +11,7 @@ from app.api import BLUEPRINTS
 from tests.auth.helpers import assert_error
 
 # Public on purpose: liveness, metrics (own token), minting anonymous tokens, the model list, the widget,
-# the OpenAPI document.
+# the OpenAPI document, and inbound webhooks (their Standard Webhooks signature is the credential).
 PUBLIC = {
     "health.health",
     "health.ready",
@@ -20,6 +20,7 @@ PUBLIC = {
     "sessions.anon_session",
     "sessions.models",
     "widget.index",
+    "webhooks.relay",
 }
 
 
