@@ -51,8 +51,8 @@ def sweep() -> float:
 
 def _sweep_forever() -> None:
     while True:
-        interval = sweep.apply().result  # run here, in the Flask app context the task class provides
-        time.sleep(interval if isinstance(interval, float) else 15.0)
+        interval = sweep()  # called directly: in the Flask app context the task class provides, without a trace
+        time.sleep(interval)
 
 
 @worker_ready.connect
