@@ -1,4 +1,4 @@
-"""Audit events: append, and the tenant-scoped listing (newest first, cursor = last id seen)."""
+"""Audit events: append, and the listing, tenant-scoped or platform-wide (newest first, cursor = last id seen)."""
 
 from __future__ import annotations
 
@@ -29,25 +29,42 @@ def add_event(session: Session, **fields: Any) -> None:
     session.add(AuditEvent(**fields))
 
 
-def tenant_principal_ids(session: Session, principal: Principal, user_id: str) -> tuple[str, ...]:
-    """The principal ids `user_id` names inside the caller's tenant; 403 for anyone else's."""
+def principal_ids(session: Session, user_id: str, tenant_id: str | None) -> tuple[str, ...]:
+    """The principal ids `user_id` names, inside `tenant_id` (None: anywhere, for the CLI); () for no one."""
     kind, _, bare = user_id.partition(":") if ":" in user_id else ("user", "", user_id)
     if kind == "key":
         key = session.get(ApiKey, bare)
-        if key is not None and key.tenant_id == principal.tenant_id:
+        if key is not None and tenant_id in (None, key.tenant_id):
             return (f"key:{key.id}",)
     elif kind == "user":
         user = session.scalar(select(User).where(or_(User.id == bare, User.subject == bare)).limit(1))
-        if user is not None and user.tenant_id == principal.tenant_id:
+        if user is not None and tenant_id in (None, user.tenant_id):
             return (f"user:{user.id}",)
-    raise forbidden("user")
+    elif kind == "anon" and tenant_id is None:
+        return (user_id,)  # anonymous principals have no tenant and no row: the id is all there is
+    return ()
+
+
+def tenant_principal_ids(session: Session, principal: Principal, user_id: str) -> tuple[str, ...]:
+    """The principal ids `user_id` names inside the caller's tenant; 403 for anyone else's."""
+    found = principal_ids(session, user_id, principal.tenant_id) if principal.tenant_id else ()
+    if not found:
+        raise forbidden("user")
+    return found
 
 
 def list_events(session: Session, principal: Principal, query: AuditFilter) -> list[AuditEvent]:
     """The caller's tenant's events matching `query`, newest first; `limit + 1` rows tell if more exist."""
     if principal.tenant_id is None:
         raise forbidden("audit log")
-    statement = select(AuditEvent).where(AuditEvent.tenant_id == principal.tenant_id)
+    return find_events(session, query, tenant_id=principal.tenant_id)
+
+
+def find_events(session: Session, query: AuditFilter, *, tenant_id: str | None) -> list[AuditEvent]:
+    """Events matching `query` of one tenant, or of the whole platform when `tenant_id` is None (the CLI)."""
+    statement = select(AuditEvent)
+    if tenant_id is not None:
+        statement = statement.where(AuditEvent.tenant_id == tenant_id)
     if query.type:
         statement = statement.where(AuditEvent.type == query.type)
     if query.since:

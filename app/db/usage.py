@@ -48,6 +48,11 @@ def usage_summary(session: Session, principal: Principal, settings: Mapping[str,
 
 def tenant_usage(session: Session, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
     """The tenant's requests, tokens and spend by UTC day and model, newest day first."""
+    return usage_by_day(session, since, Stream.tenant_id == tenant_id)
+
+
+def usage_by_day(session: Session, since: datetime, *where: Any) -> list[dict[str, Any]]:
+    """Requests, tokens and spend by UTC day and model, newest day first; no `where`: the whole platform (CLI)."""
     day = func.date(Stream.created_at)
     rows = session.execute(
         select(
@@ -59,7 +64,7 @@ def tenant_usage(session: Session, tenant_id: str, since: datetime) -> list[dict
             func.coalesce(func.sum(Stream.cost_usd), 0),
         )
         .outerjoin(Message, Message.id == Stream.message_id)
-        .where(Stream.tenant_id == tenant_id, Stream.created_at >= since)
+        .where(Stream.created_at >= since, *where)
         .group_by(day, Stream.model)
         .order_by(day.desc(), Stream.model)
     ).all()
