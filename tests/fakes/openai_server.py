@@ -14,6 +14,10 @@ Replies are deterministic. The last user message steers the reply:
   "#truncate=<n>"  end the body cleanly after n chunks, with no finish_reason,
                    usage or [DONE] (a stream that stops short without an error)
   "#sse_error=<n>" after n chunks send a `data: {"error": ...}` event and end
+  "#ignore_max_tokens=1"  stream the whole reply whatever max_tokens says
+                   (a server that overruns it; Relay's own guard must stop it)
+  "#no_usage=1"    never send usage, even when stream_options asks for it
+  "#bad_chars=1"   the reply holds NUL and a lone surrogate (JSON escapes \\u0000, \\ud800)
 otherwise the reply is REPLY, one word a chunk. Server-wide timing comes from
 the command line (first-token delay, delay between chunks). GET /stats
 reports requests served and the most streams in flight at once.
@@ -105,7 +109,7 @@ class FakeOpenAI:
                 start_response(f"{status} Fake Failure", [("Content-Type", "application/json")])
                 return [json.dumps({"error": {"message": "fake failure (once)", "type": "server_error"}}).encode()]
         pieces = split_reply(last, REPLY)
-        max_tokens = body.get("max_tokens") or len(pieces)
+        max_tokens = len(pieces) if directives.get("ignore_max_tokens") else body.get("max_tokens") or len(pieces)
         finish = "length" if max_tokens < len(pieces) else "stop"
         pieces = pieces[:max_tokens]
         model = body.get("model", "fake")
@@ -131,7 +135,7 @@ class FakeOpenAI:
                     gevent.sleep(self.token_s)
                 yield _chunk(model, {"role": "assistant", "content": piece} if index == 0 else {"content": piece})
             yield _chunk(model, {}, finish)
-            if (body.get("stream_options") or {}).get("include_usage"):
+            if (body.get("stream_options") or {}).get("include_usage") and not directives.get("no_usage"):
                 usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(pieces), "total_tokens": 0}
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 yield _chunk(model, {}, usage=usage)

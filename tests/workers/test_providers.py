@@ -24,10 +24,6 @@ from workers.providers.anthropic_api import AnthropicProvider, to_anthropic
 from workers.providers.base import Delta, ProviderError
 from workers.providers.openai_compat import OpenAIProvider
 
-# The SDK warns that the catalog's claude-3-5-haiku-latest is past its end-of-life (2026-02-19);
-# the catalog is API.md's, so the warning (and only it) is tolerated here.
-pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-3-5-haiku-latest' is deprecated:DeprecationWarning")
-
 MODELS = {spec.id: spec for spec in BUILT_IN}
 OPENAI_KEY = "sk-test-" + secrets.token_hex(16)
 ANTHROPIC_KEY = "sk-ant-test-" + secrets.token_hex(16)
@@ -59,7 +55,7 @@ def make_provider(kind: str, servers: dict[str, str], **overrides: object):
     return OpenAIProvider(settings) if kind == "openai" else AnthropicProvider(settings)
 
 
-MODEL_FOR = {"openai": MODELS["gpt-4o-mini"], "anthropic": MODELS["claude-3-5-haiku-latest"]}
+MODEL_FOR = {"openai": MODELS["gpt-4o-mini"], "anthropic": MODELS["claude-haiku-4-5"]}
 REMOTE = ["openai", "anthropic"]
 
 

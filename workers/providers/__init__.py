@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ from .base import Delta, Provider, ProviderError
 __all__ = ["Delta", "Provider", "ProviderError", "get_provider"]
 
 _instances: dict[str, Provider] = {}
+_lock = threading.Lock()  # the local model's start-up proof and the first job may ask at once
 
 
 def _provider_class(name: str) -> type[Provider]:
@@ -30,7 +32,11 @@ def _provider_class(name: str) -> type[Provider]:
 
 
 def get_provider(name: str, settings: Mapping[str, Any]) -> Provider:
+    """This process's instance of the provider `name` (created on first use)."""
     provider = _instances.get(name)
     if provider is None:
-        provider = _instances[name] = _provider_class(name)(settings)
+        with _lock:
+            provider = _instances.get(name)
+            if provider is None:
+                provider = _instances[name] = _provider_class(name)(settings)
     return provider

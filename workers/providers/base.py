@@ -40,7 +40,3 @@ class Provider(ABC):
     @abstractmethod
     def stream(self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int) -> Iterator[Delta]:
         """Yield deltas of the reply; raise ProviderError on failure."""
-
-    def estimate_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
-        """A rough count (4 characters a token) until the provider reports usage."""
-        return sum(len(message["content"]) for message in messages) // 4 + 4 * len(messages)

