@@ -5,28 +5,20 @@ from __future__ import annotations
 from datetime import UTC
 
 from flask import Blueprint, request
-from marshmallow import Schema, fields, validate
 
 from ..auth import current_principal, require_scopes
 from ..db import audit as queries
 from ..extensions import database
 from ..schemas import load
+from ..schemas.admin import AuditPageSchema, AuditQuerySchema
+from ._doc import doc
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-MAX_AUDIT_PAGE = 200
-
-
-class AuditQuerySchema(Schema):
-    type = fields.String(validate=validate.Regexp(r"^[a-z0-9_.]{1,50}$"))
-    since = fields.AwareDateTime(default_timezone=UTC)
-    until = fields.AwareDateTime(default_timezone=UTC)
-    user_id = fields.String(validate=validate.Length(min=1, max=300))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_AUDIT_PAGE))
-    cursor = fields.String(validate=validate.Regexp(r"^[0-9]{1,19}$"))
-
 
 @bp.get("/audit")
+@doc("The tenant's security events, newest first", {200: AuditPageSchema}, query=AuditQuerySchema,
+     description="403 when `user_id` names no one in the caller's tenant.")  # fmt: skip
 @require_scopes("admin")
 def audit_log():
     args = load(AuditQuerySchema(), request.args)

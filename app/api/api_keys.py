@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
-from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from ..auth import SCOPES, api_keys, current_principal, require_scopes
+from ..auth import api_keys, current_principal, require_scopes
 from ..schemas import json_body, load
+from ..schemas.api_keys import ApiKeyListSchema, CreateKeySchema, NewApiKeySchema
+from ._doc import NO_BODY, doc
 
 bp = Blueprint("api_keys", __name__, url_prefix="/api/v1/api_keys")
-
-
-class CreateKeySchema(Schema):
-    name = fields.String(required=True, validate=validate.Regexp(r"^[^\x00-\x1f\x7f]{1,100}$"))
-    scopes = fields.List(fields.String(), required=True, validate=validate.Length(min=1, max=len(SCOPES)))
-
-    @validates("scopes")
-    def _known(self, value: list[str], **_: object) -> None:
-        unknown = set(value) - SCOPES
-        if unknown:
-            raise ValidationError(f"Unknown scopes: {', '.join(sorted(unknown))}.")
+_NO_STORE = {"Cache-Control": {"required": True, "schema": {"const": "no-store"}}}
+_REVOKE = {"operationId": "api_keys.revoke.delete", "parameters": {"key_id": "$response.body#/id"}}
 
 
 @bp.post("")
+@doc("Create an API key in the caller's tenant (the key is shown once)", {201: NewApiKeySchema},
+     body=CreateKeySchema, links={201: {"revoke": _REVOKE}}, response_headers={201: _NO_STORE},
+     description="403 insufficient_scope when a scope is one the caller lacks.")  # fmt: skip
 @require_scopes("admin")
 def create():
     body = load(CreateKeySchema(), json_body())
@@ -32,6 +27,7 @@ def create():
 
 
 @bp.get("")
+@doc("The tenant's API keys, revoked ones included, newest first", {200: ApiKeyListSchema})
 @require_scopes("admin")
 def list_all():
     keys = api_keys.list_for(current_principal())
@@ -39,6 +35,7 @@ def list_all():
 
 
 @bp.delete("/<key_id>")
+@doc("Revoke an API key (it stops working at once); a revoked key is gone: 404", {204: NO_BODY}, errors=(404,))
 @require_scopes("admin")
 def revoke(key_id: str):
     api_keys.revoke_for(current_principal(), key_id)

@@ -26,12 +26,15 @@ def tenant_keys(session: Session, principal: Principal) -> list[ApiKey]:
 
 
 def get_tenant_key(session: Session, principal: Principal, key_id: str) -> ApiKey:
-    """A key of the caller's tenant; 404 when unknown, 403 when another tenant's."""
+    """A live key of the caller's tenant; 403 when another tenant's, 404 when unknown or
+    revoked (a revoked key is deleted: it is listed for the record, never served again)."""
     key = session.get(ApiKey, key_id)
     if key is None:
         raise not_found("API key")
     if principal.tenant_id is None or key.tenant_id != principal.tenant_id:
         raise forbidden("API key")
+    if key.revoked_at is not None:
+        raise not_found("API key")
     return key
 
 

@@ -12,6 +12,7 @@ from flask import request
 from marshmallow import Schema, fields, validate
 
 from . import load
+from .common import FullMatch
 
 
 class NoQuerySchema(Schema):
@@ -19,7 +20,7 @@ class NoQuerySchema(Schema):
 
 
 class AttachQuerySchema(Schema):
-    last_event_id = fields.String(validate=validate.Regexp(r"^[0-9]{1,12}$"))
+    last_event_id = fields.String(validate=FullMatch(r"^[0-9]{1,12}$"))
 
 
 class ConversationListQuerySchema(Schema):

@@ -83,7 +83,8 @@ def test_revoke(client, user_a_headers):
     created = create(client, user_a_headers).get_json()
     path = f"/api/v1/api_keys/{created['id']}"
     assert client.delete(path, headers=user_a_headers).status_code == 204
-    assert client.delete(path, headers=user_a_headers).status_code == 204  # idempotent
+    # Revoked is deleted: a second DELETE finds nothing (it was answered 204 again).
+    assert_error(client.delete(path, headers=user_a_headers), 404, "not_found")
     listed = client.get("/api/v1/api_keys", headers=user_a_headers).get_json()["api_keys"]
     assert listed[0]["revoked_at"] is not None
     error = assert_error(client.get("/api/v1/conversations", headers=bearer(created["key"])), 401, "invalid_token")
