@@ -103,6 +103,11 @@ def too_many(code: str, limit: str, retry_after: float, message: str) -> APIErro
     return APIError(429, code, message, {"limit": limit, "retry_after": seconds}, {"Retry-After": str(seconds)})
 
 
+def validation_error(fields: dict[str, list[str]], message: str = "The request is not valid.") -> APIError:
+    """422 validation_error naming the fields at fault: `{"fields": {name: [reasons]}}`."""
+    return APIError(422, "validation_error", message, {"fields": fields})
+
+
 def error_body(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "error": {

@@ -7,7 +7,7 @@ import re
 from flask import Blueprint, Response, current_app, request
 
 from ..auth import current_principal, require_scopes
-from ..errors import APIError
+from ..errors import not_found, validation_error
 from ..schemas import json_body, load
 from ..schemas.stream import STREAM_ID, from_query, stream_request_schema
 from ..streams import service
@@ -15,6 +15,7 @@ from ..streams.sse import HEADERS
 
 bp = Blueprint("stream", __name__, url_prefix="/api/v1")
 _STREAM_ID = re.compile(STREAM_ID)
+_EVENT_ID = re.compile(r"[0-9]{1,12}")
 
 
 def _runtime():
@@ -22,9 +23,13 @@ def _runtime():
 
 
 def _sse(stream_id: str, after: int) -> Response:
-    events = service.open_events(_runtime(), stream_id, after)
     headers = {**HEADERS, "X-Stream-Id": stream_id}
-    return Response(events, status=200, mimetype="text/event-stream", headers=headers)
+    events = service.open_events(_runtime(), stream_id, after)
+    try:
+        return Response(events, status=200, mimetype="text/event-stream", headers=headers)
+    except BaseException:
+        events.close()  # the body will never be iterated: release its subscription now
+        raise
 
 
 @bp.route("/stream", methods=["POST", "GET"])
@@ -37,15 +42,19 @@ def start():
 
 
 def _last_event_id() -> int:
-    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or "0"
-    if not raw.isdigit() or len(raw) > 12:
-        raise APIError(422, "validation_error", "Last-Event-ID must be a non-negative integer.")
+    """The client's last event id: ASCII digits only (str.isdigit() would take '²' or '٣'), else 422."""
+    field, raw = "Last-Event-ID", request.headers.get("Last-Event-ID")
+    if not raw:
+        field, raw = "last_event_id", request.args.get("last_event_id") or "0"
+    if not _EVENT_ID.fullmatch(raw):
+        message = "Last-Event-ID must be a non-negative integer of ASCII digits."
+        raise validation_error({field: [message]}, message)
     return int(raw)
 
 
 def _checked_id(stream_id: str) -> str:
-    if not _STREAM_ID.match(stream_id):
-        raise APIError(404, "not_found", "No such stream")
+    if not _STREAM_ID.fullmatch(stream_id):  # the whole id: `$` alone would let a trailing newline in
+        raise not_found("stream")
     return stream_id
 
 

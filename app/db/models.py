@@ -82,16 +82,22 @@ class Message(Base):
 
 
 class Stream(Base):
+    """A stream's usage record, and the tombstone of its id: it outlives its conversation
+    (deleting one sets conversation_id to NULL), so usage, spend and used ids remain."""
+
     __tablename__ = "streams"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner_id: Mapped[str] = mapped_column(String(300), index=True)
     tenant_id: Mapped[str | None] = mapped_column(String(32))
-    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    conversation_id: Mapped[str | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"), index=True)
     model: Mapped[str] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(20), default="queued")
     finish_reason: Mapped[str | None] = mapped_column(String(20))
     error_code: Mapped[str | None] = mapped_column(String(40))
     message_id: Mapped[str | None] = mapped_column(String(32))
+    # Token counts live here too, not only on the reply's message, which a deletion takes away.
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
     cost_usd: Mapped[float | None] = mapped_column(Numeric(12, 6, asdecimal=False))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -179,12 +179,16 @@ def finish_stream(
     finish_reason: str | None,
     error_code: str | None = None,
 ) -> str | None:
-    """Record the assistant's reply (when any) and the stream's end; the message id."""
+    """Record the assistant's reply (when any) and the stream's end; the message id.
+
+    The usage is recorded on the stream row even when its conversation was
+    deleted meanwhile (then there is no reply to save)."""
     stream = session.get(Stream, stream_id)
     if stream is None:
         return None
     message_id = None
-    if content or error_code is None:
+    conversation_alive = stream.conversation_id is not None and session.get(Conversation, stream.conversation_id)
+    if conversation_alive and (content or error_code is None):
         message = add_message(
             session,
             stream.conversation_id,
@@ -200,9 +204,21 @@ def finish_stream(
     stream.finish_reason = finish_reason
     stream.error_code = error_code
     stream.message_id = message_id
+    stream.prompt_tokens = prompt_tokens
+    stream.completion_tokens = completion_tokens
     stream.cost_usd = cost_usd
     stream.finished_at = datetime.now(UTC)
     return message_id
+
+
+def fail_unfinished_stream(session: Session, stream_id: str, error_code: str, cost_usd: float) -> bool:
+    """End a stream whose worker is gone (no reply to save); False when it already ended."""
+    result = session.execute(
+        update(Stream)
+        .where(Stream.id == stream_id, Stream.finished_at.is_(None))
+        .values(status="failed", error_code=error_code, cost_usd=cost_usd, finished_at=datetime.now(UTC))
+    )
+    return bool(result.rowcount)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,4 +1,7 @@
-"""Usage read back from the database: one principal's, and a tenant's by day and model."""
+"""Usage read back from the database: one principal's, and a tenant's by day and model.
+
+Only from the streams rows, which outlive their conversations: deleting a
+conversation never changes usage or spend."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..principal import Principal
-from .models import Message, Stream
+from .models import Stream
 
 
 def _day_start(now: datetime) -> datetime:
@@ -59,11 +62,10 @@ def usage_by_day(session: Session, since: datetime, *where: Any) -> list[dict[st
             day.label("day"),
             Stream.model,
             func.count(Stream.id),
-            func.coalesce(func.sum(Message.prompt_tokens), 0),
-            func.coalesce(func.sum(Message.completion_tokens), 0),
+            func.coalesce(func.sum(Stream.prompt_tokens), 0),
+            func.coalesce(func.sum(Stream.completion_tokens), 0),
             func.coalesce(func.sum(Stream.cost_usd), 0),
         )
-        .outerjoin(Message, Message.id == Stream.message_id)
         .where(Stream.created_at >= since, *where)
         .group_by(day, Stream.model)
         .order_by(day.desc(), Stream.model)

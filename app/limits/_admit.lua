@@ -7,7 +7,8 @@
 -- ARGV: L, B, amount (micro-USD), hold seconds, record TTL, lifetime TTL, purge batch,
 --       stream id, reservation key prefix, then per limit: count, seconds, mode
 --       ('hit': checked and counted; 'peek': only read, for the headers), then per budget: ceiling
--- Returns {'held'} when the stream already holds a reservation (an attach),
+-- Returns {'in_use'} when a reservation record of this stream id exists (the id was
+-- taken by another admission, live or left behind): nothing is counted or reserved;
 -- {'limit', i, retry_after, reset}, {'budget', j, retry_after},
 -- or {'ok', i, remaining, reset} with the most constraining limit i for the headers.
 local t = redis.call('TIME')
@@ -19,7 +20,7 @@ local stream_id, res_prefix = ARGV[8], ARGV[9]
 local first_budget = 10 + n_limits * 3
 
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  return {'held'}
+  return {'in_use'}
 end
 
 -- A moving window is a list of timestamps, newest first, trimmed to the limit's count

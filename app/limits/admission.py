@@ -48,16 +48,22 @@ _MESSAGES = {
 }
 
 
+class StreamIdInUse(Exception):
+    """Another admission holds a reservation under this stream id: nothing was counted or reserved.
+
+    Whether the caller may attach is for the stream's journal and its owner to say."""
+
+
 @dataclass(frozen=True)
 class Admission:
-    """An admitted stream; `reserved` is False when the stream already held a reservation."""
+    """An admitted stream; `reserved` is True when this admission holds the stream's reservation."""
 
     stream_id: str
     reserved: bool
     reserved_usd: float
 
     def release(self) -> None:
-        """Give back what this admission reserved (the stream was not created after all)."""
+        """Give back what this admission itself reserved (the stream was not created after all)."""
         if self.reserved:
             budget.settle(self.stream_id, 0.0)
 
@@ -92,7 +98,9 @@ def admit_stream(
     max_tokens: int,
     cost_cap_usd: float,
 ) -> Admission:
-    """Count a new stream against its limits and reserve its worst-case cost, or 429."""
+    """Count a new stream against its limits and reserve its worst-case cost, or 429.
+
+    Raises StreamIdInUse, counting nothing, when a reservation under `stream_id` exists."""
     config = current_app.config
     rules = _stream_rules(config, principal, client_ip())
     peeks = _flask.global_windows()  # flask-limiter's global_ip, already counted: read for the headers
@@ -115,8 +123,8 @@ def admit_stream(
     outcome, *rest = _script()(keys=keys, args=args)
     names = [limit.name for limit, _ in rules] + [window.name for window in peeks]
     counts = [limit.count for limit, _ in rules] + [window.count for window in peeks]
-    if outcome == "held":
-        return Admission(stream_id, False, 0.0)
+    if outcome == "in_use":
+        raise StreamIdInUse(stream_id)
     if outcome == "ok":
         index, remaining, reset = (int(value) for value in rest)
         if index:

@@ -26,14 +26,11 @@ import redis
 
 from .. import extensions
 from ..catalog import ModelSpec
+from ..tokens import count_prompt_tokens
 
 log = logging.getLogger("relay.limits")
 
 MICRO = 1_000_000
-# Upper bound of a message's tokens: byte-level BPE tokenizers spend at least one byte a token,
-# plus the chat format's per-message and per-request overhead (OpenAI: 3-4 tokens a message).
-TOKENS_PER_MESSAGE = 8
-TOKENS_PER_REQUEST = 8
 SETTLE_RETRY_SECONDS = 5.0
 
 _SETTLE = """
@@ -62,15 +59,13 @@ def to_micro(usd: float) -> int:
     return math.ceil(round(usd * MICRO, 6))
 
 
-def prompt_tokens_bound(messages: Iterable[Mapping[str, str]]) -> int:
-    """At least as many tokens as any provider will count for these messages."""
-    rows = list(messages)
-    return sum(len(row["content"].encode()) + TOKENS_PER_MESSAGE for row in rows) + TOKENS_PER_REQUEST
-
-
 def reservation_usd(spec: ModelSpec, messages: Iterable[Mapping[str, str]], max_tokens: int, cap_usd: float) -> float:
-    """The smaller of the cost cap and the worst case (prompt at the input price, max_tokens at the output price)."""
-    return min(cap_usd, spec.cost(prompt_tokens_bound(messages), max_tokens))
+    """The smaller of the cost cap and the worst case (prompt at the input price, max_tokens at the
+    output price), and never less than the prompt's own cost: the provider bills the prompt whatever the cap."""
+    if not spec.price_in_per_mtok and not spec.price_out_per_mtok:
+        return 0.0  # a free model: nothing to reserve, no tokenizer to load
+    prompt_tokens = count_prompt_tokens(spec, messages)
+    return max(spec.cost(prompt_tokens, 0), min(cap_usd, spec.cost(prompt_tokens, max_tokens)))
 
 
 def ceilings(config: Mapping[str, Any], tenant_id: str | None, anonymous: bool) -> list[tuple[str, str, int]]:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from .common import FullMatch
+
+# Matched whole (FullMatch): `$` alone also matches before a trailing newline.
 STREAM_ID = r"^[A-Za-z0-9_-]{8,64}$"
 CONVERSATION_ID = r"^[A-Za-z0-9_-]{1,64}$"
+# C0 controls but tab, newline and carriage return: no place in a chat message.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 class StrictFloat(fields.Float):
@@ -27,8 +33,8 @@ def _stream_schema(max_chars: int, max_cost: float, token_limit: int) -> type[Sc
     class StreamRequestSchema(Schema):
         message = fields.String(required=True, validate=validate.Length(min=1, max=max_chars))
         model = fields.String(validate=validate.Length(min=1, max=100))
-        conversation_id = fields.String(validate=validate.Regexp(CONVERSATION_ID))
-        stream_id = fields.String(validate=validate.Regexp(STREAM_ID))
+        conversation_id = fields.String(validate=FullMatch(CONVERSATION_ID))
+        stream_id = fields.String(validate=FullMatch(STREAM_ID))
         cost_cap_usd = StrictFloat(allow_nan=False, validate=validate.Range(min=0, max=max_cost, min_inclusive=False))
         max_tokens = fields.Integer(strict=True, validate=validate.Range(min=1, max=token_limit))
 
@@ -36,6 +42,8 @@ def _stream_schema(max_chars: int, max_cost: float, token_limit: int) -> type[Sc
         def not_blank(self, value: str, **_: Any) -> None:
             if not value.strip():
                 raise ValidationError("Must not be only white space.")
+            if _CONTROL.search(value):
+                raise ValidationError("Must not contain control characters other than tab, newline and return.")
 
     return StreamRequestSchema
 

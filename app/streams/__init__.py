@@ -1,6 +1,15 @@
 """Streams: the journal (both sides), the per-process pub/sub hub, SSE readers."""
 
-from .journal import CLAIM_REFUSED, CLAIMED, CLAIMED_CANCELLED, REJECTED_CANCELLED, REJECTED_ENDED, Event, Journal
+from .journal import (
+    CLAIM_REFUSED,
+    CLAIMED,
+    CLAIMED_CANCELLED,
+    REJECTED_CANCELLED,
+    REJECTED_ENDED,
+    Event,
+    Journal,
+    error_data,
+)
 from .runtime import StreamRuntime
 
 __all__ = [
@@ -12,4 +21,5 @@ __all__ = [
     "Event",
     "Journal",
     "StreamRuntime",
+    "error_data",
 ]

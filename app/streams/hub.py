@@ -25,6 +25,7 @@ from .journal import Event, parse_message
 log = logging.getLogger("relay.streams.hub")
 
 RESYNC = "resync"  # marker: events may have been missed; re-read the journal
+WORKER_CHECK = "worker_check"  # marker: the stream's worker looks gone; check it now
 
 
 class HubUnavailable(RuntimeError):

@@ -1,7 +1,8 @@
 """A stream's journal in Redis: store, then notify, in one atomic step.
 
 Per stream (all keys share the hash tag `{id}`, so a cluster keeps them together):
-  meta    hash: owner, model, conversation, seq, started, ended, cancel, last_at
+  meta    hash: owner, model, prompt_usd, seq, started (the claiming worker's id),
+          ended, cancel, last_at
   events  Redis Stream with ids `0-<seq>`: the replayable journal (capped, expiring)
   readers key with a TTL that live readers refresh; its absence means orphaned
   channel pub/sub channel carrying "<seq>\\n<event>\\n<json>" for live readers
@@ -9,24 +10,38 @@ Per stream (all keys share the hash tag `{id}`, so a cluster keeps them together
 `append` is one Lua script: it refuses events after `done`/`error`, reports a
 cancel request or a lost reader to the producer, assigns the next id, appends,
 refreshes TTLs and publishes. Readers replay with XRANGE after their last id.
+
+`last_at` (the time of the last event or of the claim) is Redis's own clock,
+read inside the scripts, and readers compare it with Redis's clock read in the
+same round trip: API and worker hosts' clocks never meet.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 TERMINAL_EVENTS = frozenset({"done", "error"})
+CLAIMED_EVENT = "claimed"  # published (never journaled, id 0) when a worker claims the stream
 
 # Return values of append besides a positive sequence number.
 REJECTED_ENDED = 0
 REJECTED_CANCELLED = -1
 
-_APPEND = """
+# Redis's clock as "<seconds>.<microseconds>", for last_at.
+_NOW = """
+local function now()
+  local t = redis.call('TIME')
+  return t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+end
+"""
+
+_APPEND = (
+    _NOW
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'ended') == 1 then
   return 0
 end
@@ -39,43 +54,53 @@ end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. seq, 'e', event, 'd', ARGV[2])
 if event == 'done' or event == 'error' then
-  redis.call('HSET', KEYS[1], 'ended', seq, 'last_at', ARGV[5])
+  redis.call('HSET', KEYS[1], 'ended', seq, 'last_at', now())
 else
-  redis.call('HSET', KEYS[1], 'last_at', ARGV[5])
+  redis.call('HSET', KEYS[1], 'last_at', now())
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[6], seq .. '\\n' .. event .. '\\n' .. ARGV[2])
+redis.call('PUBLISH', ARGV[5], seq .. '\\n' .. event .. '\\n' .. ARGV[2])
 return seq
 """
+)
 
 # Create a stream's meta if absent, with its first event (id 1). Returns the
-# existing owner, or '' when created. ARGV: ttl, grace, event, data, now, maxlen, fields...
-_CREATE = """
+# existing owner, or '' when created. ARGV: ttl, grace, event, data, maxlen, fields...
+_CREATE = (
+    _NOW
+    + """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner then return owner end
-redis.call('HSET', KEYS[1], 'seq', 1, 'last_at', ARGV[5], unpack(ARGV, 7))
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '0-1', 'e', ARGV[3], 'd', ARGV[4])
+redis.call('HSET', KEYS[1], 'seq', 1, 'last_at', now(), unpack(ARGV, 6))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '0-1', 'e', ARGV[3], 'd', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[1])
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 return ''
 """
+)
 
 # A worker claims a stream once: 0 when it ended (e.g. no_worker) or is gone,
-# 1 when claimed, 2 when claimed but cancelled before it began.
-_CLAIM = """
+# 1 when claimed, 2 when claimed but cancelled before it began. The claim
+# restarts the silence clock and tells live readers which worker to watch.
+_CLAIM = (
+    _NOW
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'ended') == 1 then
   return 0
 end
 if redis.call('HSETNX', KEYS[1], 'started', ARGV[1]) == 0 then
   return 0
 end
+redis.call('HSET', KEYS[1], 'last_at', now())
+redis.call('PUBLISH', ARGV[2], '0\\n' .. ARGV[3] .. '\\n' .. ARGV[4])
 if redis.call('HEXISTS', KEYS[1], 'cancel') == 1 then
   return 2
 end
 return 1
 """
+)
 
 CLAIM_REFUSED, CLAIMED, CLAIMED_CANCELLED = 0, 1, 2
 
@@ -99,10 +124,28 @@ def encode(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=True, separators=(",", ":"))
 
 
+def error_data(code: str, detail: str, retry_after: int | None = None) -> dict[str, Any]:
+    """The payload of a stream's terminal `error` event; every producer of one builds it here."""
+    return {"error_code": code, "detail": detail, "retry_after": retry_after}
+
+
 def parse_message(raw: str) -> Event:
-    """Decode a pub/sub message published by `append`."""
+    """Decode a pub/sub message published by `append` (or a claim notice, id 0)."""
     seq, event, data = raw.split("\n", 2)
     return Event(int(seq), event, data)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A stream's meta with Redis's clock, read in one round trip."""
+
+    meta: dict[str, str]
+    now: float  # Redis's clock
+    worker_alive: bool | None  # None: no worker was asked about
+
+    def silent_for(self) -> float:
+        """Seconds since the last event or the claim, on Redis's clock."""
+        return max(0.0, self.now - float(self.meta.get("last_at", self.now)))
 
 
 class Journal:
@@ -135,38 +178,66 @@ class Journal:
             flat += [name, value]
         keys = [self._key(stream_id, "meta"), self._key(stream_id, "readers"), self._key(stream_id, "events")]
         grace = max(1, int(self.orphan_grace_s))
-        args = [self.retention_s, grace, first_event, encode(data), repr(time.time()), self.maxlen, *flat]
+        args = [self.retention_s, grace, first_event, encode(data), self.maxlen, *flat]
         return self._create(keys=keys, args=args) or None
 
     def append(self, stream_id: str, event: str, data: dict[str, Any]) -> int:
         """Append and publish; the new id, or REJECTED_ENDED / REJECTED_CANCELLED."""
         keys = [self._key(stream_id, "meta"), self._key(stream_id, "events"), self._key(stream_id, "readers")]
-        args = [event, encode(data), self.maxlen, self.retention_s, repr(time.time()), self.channel(stream_id)]
+        args = [event, encode(data), self.maxlen, self.retention_s, self.channel(stream_id)]
         return int(self._append(keys=keys, args=args))
 
     def claim(self, stream_id: str, worker: str) -> int:
         """CLAIMED for the first worker to take the open stream (CLAIMED_CANCELLED if
         it was cancelled while queued); CLAIM_REFUSED otherwise."""
-        return int(self._claim(keys=[self._key(stream_id, "meta")], args=[worker]))
+        notice = encode({"worker": worker})
+        args = [worker, self.channel(stream_id), CLAIMED_EVENT, notice]
+        return int(self._claim(keys=[self._key(stream_id, "meta")], args=args))
 
     def meta(self, stream_id: str) -> dict[str, str]:
         return self.client.hgetall(self._key(stream_id, "meta"))
+
+    def probe(self, stream_id: str, worker: str | None = None) -> Probe:
+        """Meta and Redis's clock (and whether `worker` is alive), in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self._key(stream_id, "meta"))
+        pipe.time()
+        if worker is not None:
+            pipe.exists(self.worker_key(worker))
+        meta, (seconds, micros), *alive = pipe.execute()
+        return Probe(meta, seconds + micros / 1_000_000, bool(alive[0]) if alive else None)
+
+    def workers_alive(self, workers: list[str]) -> list[bool]:
+        """Whether each worker process's liveness key exists, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for worker in workers:
+            pipe.exists(self.worker_key(worker))
+        return [bool(found) for found in pipe.execute()]
 
     def read_after(self, stream_id: str, after: int) -> list[Event]:
         """Journal events with id > after, in order."""
         return self._events(self.client.xrange(self._key(stream_id, "events"), min=f"(0-{after}", max="+"))
 
+    def last_chunk_cost(self, stream_id: str) -> float | None:
+        """The cost so far: the `cost_usd` of the newest chunk (None before the first one)."""
+        rows = self.client.xrevrange(self._key(stream_id, "events"), max="+", min="-", count=3)
+        for event in self._events(rows):
+            if event.event == "message_chunk":
+                return float(event.payload().get("cost_usd") or 0.0)
+        return None
+
     @staticmethod
     def _events(rows: list) -> list[Event]:
         return [Event(int(row_id.split("-", 1)[1]), fields["e"], fields["d"]) for row_id, fields in rows]
 
-    def attach(self, stream_id: str, after: int) -> list[Event]:
-        """A reader arrives: mark it live and read what it missed, in one round trip."""
+    def attach(self, stream_id: str, after: int) -> tuple[list[Event], dict[str, str]]:
+        """A reader arrives: mark it live, read what it missed and the meta, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self._key(stream_id, "readers"), "1", ex=max(1, int(self.orphan_grace_s)))
         pipe.xrange(self._key(stream_id, "events"), min=f"(0-{after}", max="+")
-        _, rows = pipe.execute()
-        return self._events(rows)
+        pipe.hgetall(self._key(stream_id, "meta"))
+        _, rows, meta = pipe.execute()
+        return self._events(rows), meta
 
     def touch_readers(self, stream_ids: list[str]) -> None:
         """Live readers exist for these streams: keep them from being cancelled as orphaned."""

@@ -4,26 +4,32 @@ Order matters: the subscription is confirmed before the journal is read, so
 nothing published in between is missed; ids at or below the last one sent are
 dropped, and any gap (or a RESYNC from the hub) is filled from the journal.
 While silent, the reader sends heartbeats and watches for a job no worker
-took (`no_worker`) or a worker gone silent (`stalled`), recording either as
-the stream's terminal event.
+took (`no_worker`), a worker gone silent (`stalled`) or a worker process gone
+(`worker_lost`), recording any of them as the stream's terminal event. Those
+decisions compare times on Redis's clock only.
+
+The reader never loops without waiting: after every check of the journal its
+next check is at least MIN_CHECK_SECONDS away, whatever the journal holds.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import redis
 
 from ..observability import STREAMS_ACTIVE, STREAMS_TOTAL
 from . import sse
-from .hub import RESYNC, PubSubHub, Subscription
-from .journal import Event, Journal
-from .presence import PresenceKeeper
+from .hub import RESYNC, WORKER_CHECK, Subscription
+from .journal import CLAIMED_EVENT, Event, Journal, error_data
+from .presence import PresenceKeeper, WorkerWatch
 
 log = logging.getLogger("relay.streams.reader")
+
+MIN_CHECK_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -32,27 +38,60 @@ class Timing:
     queue_timeout_s: float
     stall_s: float
     orphan_grace_s: float
+    worker_lost_s: float
+
+
+@dataclass(frozen=True)
+class Watchers:
+    """The process's keepers a reader registers with, and what ends a stream whose worker is gone."""
+
+    presence: PresenceKeeper
+    workers: WorkerWatch
+    on_worker_lost: Callable[[str], None]  # called once, by the reader that recorded `worker_lost`
 
 
 class _Reader:
-    def __init__(self, stream_id: str, after: int, journal: Journal, timing: Timing) -> None:
+    def __init__(self, stream_id: str, after: int, journal: Journal, timing: Timing, sub: Subscription, watchers):
         self.stream_id = stream_id
         self.last = after
         self.journal = journal
         self.timing = timing
+        self.sub = sub
+        self.watchers: Watchers = watchers
+        self.worker: str | None = None  # the claiming worker, once known
         self.started = False
-        self.last_event_at = time.time()
         self.ended = False
         self.gone = False
+        self.next_check = time.monotonic() + self._limit()
+
+    def _limit(self) -> float:
+        return self.timing.stall_s if self.started else min(self.timing.queue_timeout_s, self.timing.stall_s)
+
+    def _quiet_from_now(self) -> None:
+        self.next_check = time.monotonic() + self._limit()
+
+    def learn(self, meta: dict[str, str]) -> None:
+        """What the meta says: the claiming worker; a stream that ended at or before our last id."""
+        if meta.get("started"):
+            self._watch(meta["started"])
+        ended = meta.get("ended")
+        if ended is not None and int(ended) <= self.last:
+            self.ended = True  # nothing after our last id will ever come
+
+    def _watch(self, worker: str) -> None:
+        self.started = True
+        if self.worker is None:
+            self.worker = worker
+            self.watchers.workers.add(worker, self.sub)
 
     def take(self, events: list[Event]) -> Iterator[str]:
         for event in events:
             if event.id <= self.last:
                 continue
             self.last = event.id
-            self.last_event_at = time.time()
             if event.event == "message_chunk":
                 self.started = True
+            self._quiet_from_now()
             yield sse.frame(event)
             if event.terminal:
                 self.ended = True
@@ -60,70 +99,76 @@ class _Reader:
 
     def on_item(self, item: Event | str) -> list[Event]:
         if item == RESYNC:
-            events = self.journal.read_after(self.stream_id, self.last)
-            if not events and not self.journal.meta(self.stream_id):
+            events, meta = self.journal.attach(self.stream_id, self.last)
+            if not events and not meta:
                 self.gone = True  # Redis lost the stream (e.g. restarted without persistence)
+            self.learn(meta)
             return events
+        if item == WORKER_CHECK:
+            return self.check()
         assert isinstance(item, Event)
+        if item.event == CLAIMED_EVENT:
+            self._watch(item.payload()["worker"])
+            self._quiet_from_now()  # the claim restarts the silence clock
+            return []
         if item.id <= self.last:
             return []
         if item.id == self.last + 1:
             return [item]
         return self.journal.read_after(self.stream_id, self.last)  # a gap: fill it
 
-    def silence_deadline(self) -> float:
-        limit = self.timing.stall_s if self.started else min(self.timing.queue_timeout_s, self.timing.stall_s)
-        return self.last_event_at + limit
-
-    def _end(self, code: str, detail: str) -> None:
-        data = {"error_code": code, "detail": detail, "retry_after": 5}
-        if self.journal.append(self.stream_id, "error", data) > 0:
+    def _end(self, code: str, detail: str) -> bool:
+        if self.journal.append(self.stream_id, "error", error_data(code, detail, 5)) > 0:
             STREAMS_TOTAL.labels(code).inc()
+            return True
+        return False
 
-    def check_silence(self) -> list[Event]:
-        """Silent too long: end the stream as no_worker or stalled, unless it moved on."""
-        meta = self.journal.meta(self.stream_id)
-        if not meta:
+    def check(self) -> list[Event]:
+        """Read the journal's state: end the stream if no worker took it, its worker
+        stalled or is gone; then what the journal holds after our last id."""
+        probe = self.journal.probe(self.stream_id, self.worker)
+        if not probe.meta:
             self.gone = True  # expired or deleted under us
             return []
-        last_at = float(meta.get("last_at", self.last_event_at))
-        self.last_event_at = max(self.last_event_at, last_at)
-        self.started = self.started or "started" in meta
-        silent_for = time.time() - self.last_event_at
-        if "ended" not in meta:
-            if not self.started and silent_for >= self.timing.queue_timeout_s:
+        self.learn(probe.meta)
+        silent = probe.silent_for()
+        remaining = self._limit() - silent
+        if "ended" not in probe.meta:
+            lost = probe.worker_alive is False and silent >= self.timing.worker_lost_s / 2
+            if not self.started and silent >= self.timing.queue_timeout_s:
                 self._end("no_worker", "No worker took the job in time.")
-            elif self.started and silent_for >= self.timing.stall_s:
+            elif self.started and silent >= self.timing.stall_s:
                 self._end("stalled", "The worker stopped responding.")
+            elif self.started and lost and self._end("worker_lost", "The worker generating this stream was lost."):
+                self.watchers.on_worker_lost(self.stream_id)
+        self.next_check = time.monotonic() + max(MIN_CHECK_SECONDS, remaining)
+        if self.ended:
+            return []
         return self.journal.read_after(self.stream_id, self.last)
 
 
 def stream_events(
-    stream_id: str,
-    after: int,
-    journal: Journal,
-    hub: PubSubHub,
-    sub: Subscription,
-    timing: Timing,
-    presence: PresenceKeeper,
+    stream_id: str, after: int, journal: Journal, sub: Subscription, timing: Timing, watchers: Watchers
 ) -> Iterator[str]:
-    """SSE text for one client; `sub` is already confirmed. Always unsubscribes."""
-    reader = _Reader(stream_id, after, journal, timing)
+    """SSE text for one client; `sub` is already confirmed. The caller unsubscribes."""
+    reader = _Reader(stream_id, after, journal, timing, sub, watchers)
     STREAMS_ACTIVE.inc()
-    presence.add(stream_id)
+    watchers.presence.add(stream_id)
     try:
         yield sse.PREAMBLE
-        yield from reader.take(journal.attach(stream_id, reader.last))
-        next_heartbeat = time.time() + timing.heartbeat_s
+        events, meta = journal.attach(stream_id, reader.last)
+        yield from reader.take(events)
+        if not reader.ended:
+            reader.learn(meta)
+        next_heartbeat = time.monotonic() + timing.heartbeat_s
         while not reader.ended:
-            now = time.time()
-            item = sub.get(min(next_heartbeat, reader.silence_deadline()) - now)
-            now = time.time()
+            item = sub.get(min(next_heartbeat, reader.next_check) - time.monotonic())
+            now = time.monotonic()
             if item is not None:
                 yield from reader.take(reader.on_item(item))
                 next_heartbeat = now + timing.heartbeat_s
-            elif now >= reader.silence_deadline():
-                yield from reader.take(reader.check_silence())
+            elif now >= reader.next_check:
+                yield from reader.take(reader.check())
             if reader.gone:
                 yield sse.local_error("internal", "The stream is no longer available; start a new one.")
                 return
@@ -134,6 +179,6 @@ def stream_events(
         log.warning("stream %s: Redis unavailable while reading (%s)", stream_id, type(exc).__name__)
         yield sse.local_error("dependency_unavailable", "The stream store is unavailable; resume shortly.", 2)
     finally:
-        presence.remove(stream_id)
+        watchers.workers.remove(sub)
+        watchers.presence.remove(stream_id)
         STREAMS_ACTIVE.dec()
-        hub.unsubscribe(sub)

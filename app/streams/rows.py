@@ -51,9 +51,10 @@ class RowWriter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._write(batch)
+            self.write(batch)
 
-    def _write(self, batch: list[PendingRows]) -> None:
+    def write(self, batch: list[PendingRows]) -> None:
+        """Write a batch in one transaction; on failure row by row, ending each stream that fails."""
         try:
             with self.database.session() as session:
                 for item in batch:
@@ -65,4 +66,4 @@ class RowWriter:
                 self.on_failure(batch[0].rows["stream_id"])
                 return
         for item in batch:
-            self._write([item])
+            self.write([item])

@@ -10,13 +10,14 @@ import redis
 from kombu.exceptions import OperationalError as BrokerError
 
 from ..catalog import Catalog
-from ..db import Database
+from ..db import Database, queries
 from ..errors import unavailable
+from ..limits import budget
 from ..redis_store import RedisStore
 from .hub import HubUnavailable, PubSubHub, Subscription
-from .journal import Journal
-from .presence import PresenceKeeper
-from .reader import Timing
+from .journal import Journal, error_data
+from .presence import PresenceKeeper, WorkerWatch
+from .reader import Timing, Watchers
 from .rows import RowWriter
 
 log = logging.getLogger("relay.streams")
@@ -38,26 +39,44 @@ class StreamRuntime:
             orphan_grace_s=settings["STREAM_ORPHAN_GRACE_SECONDS"],
         )
         self.hub = PubSubHub(store.pubsub_client, settings["STREAM_READER_QUEUE"])
-        self.presence = PresenceKeeper(self.journal)
+        worker_lost_s = settings["WORKER_LOST_SECONDS"]
+        self.watchers = Watchers(
+            PresenceKeeper(self.journal), WorkerWatch(self.journal, worker_lost_s / 2), self.settle_lost
+        )
         self.rows = RowWriter(database, self.abandon)
         self.timing = Timing(
             heartbeat_s=settings["HEARTBEAT_SECONDS"],
             queue_timeout_s=settings["QUEUE_TIMEOUT_SECONDS"],
             stall_s=settings["STREAM_STALL_SECONDS"],
             orphan_grace_s=settings["STREAM_ORPHAN_GRACE_SECONDS"],
+            worker_lost_s=worker_lost_s,
         )
 
     def abandon(self, stream_id: str) -> None:
         """A stream that cannot be recorded: stop its job and end it for any reader."""
         try:
             self.journal.request_cancel(stream_id)
-            self.journal.append(
-                stream_id,
-                "error",
-                {"error_code": "internal", "detail": "The stream could not be recorded.", "retry_after": 5},
-            )
+            self.journal.append(stream_id, "error", error_data("internal", "The stream could not be recorded.", 5))
         except (redis.ConnectionError, redis.TimeoutError):
             log.error("stream %s: could not be ended (Redis unavailable); its readers time out", stream_id)
+
+    def settle_lost(self, stream_id: str) -> None:
+        """A stream whose worker died ended `worker_lost`: charge what it cost so far (the last
+        chunk's cost; before any chunk, its prompt, which the provider bills once called)
+        and record that on its row."""
+        try:
+            cost = self.journal.last_chunk_cost(stream_id)
+            if cost is None:
+                cost = float(self.journal.meta(stream_id).get("prompt_usd") or 0.0)
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.error("stream %s: worker lost, cost unknown (Redis unavailable); its reservation expires", stream_id)
+            return
+        budget.settle(stream_id, cost)
+        try:
+            with self.database.session() as session:
+                queries.fail_unfinished_stream(session, stream_id, "worker_lost", cost)
+        except Exception:  # noqa: BLE001 - the budget is settled; the row keeps its queued state
+            log.exception("stream %s: could not record the lost worker", stream_id)
 
     def subscribe(self, stream_id: str) -> Subscription:
         try:
@@ -74,8 +93,6 @@ class StreamRuntime:
         except (OSError, BrokerError) as exc:
             log.error("broker unavailable: %s", type(exc).__name__)
             self.journal.append(
-                kwargs["stream_id"],
-                "error",
-                {"error_code": "internal", "detail": "The job queue is unavailable.", "retry_after": 5},
+                kwargs["stream_id"], "error", error_data("internal", "The job queue is unavailable.", 5)
             )
             return False

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from ..catalog import ModelSpec
 from ..db import queries
 from ..db.models import new_id
-from ..errors import APIError, forbidden, not_found
+from ..errors import APIError, forbidden, not_found, validation_error
 from ..limits import admit_stream
+from ..limits.admission import StreamIdInUse
 from ..principal import Principal
+from ..tokens import count_prompt_tokens
 from .reader import stream_events
 from .runtime import StreamRuntime
 
 log = logging.getLogger("relay.streams")
+# A start whose id another admission holds waits this long for that stream's journal.
+ATTACH_WAIT_SECONDS = 2.0
+ATTACH_POLL_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,12 @@ def start_stream(runtime: StreamRuntime, principal: Principal, request: dict[str
     """
     spec = runtime.catalog.get(request.get("model") or runtime.catalog.default)
     if spec is None:
-        raise APIError(422, "validation_error", "Unknown model.", {"fields": {"model": ["Not an available model."]}})
+        raise validation_error({"model": ["Not an available model."]}, "Unknown model.")
+    chosen_id = request.get("stream_id")
+    if chosen_id:
+        existing = _existing_stream(runtime, principal, chosen_id)
+        if existing is not None:
+            return existing
     message = request["message"]
     conversation_id = request.get("conversation_id")
     history: list[dict[str, str]] = []
@@ -54,61 +66,86 @@ def start_stream(runtime: StreamRuntime, principal: Principal, request: dict[str
     new_conversation = conversation_id is None
     conversation_id = conversation_id or new_id()
 
-    stream_id = request.get("stream_id") or new_stream_id()
+    stream_id = chosen_id or new_stream_id()
     messages = [*history, {"role": "user", "content": message}]
     max_tokens = request.get("max_tokens") or runtime.settings["MAX_TOKENS_PER_REQUEST"]
     cost_cap_usd = request.get("cost_cap_usd") or runtime.settings["DEFAULT_COST_CAP_USD"]
+    prompt_usd = _prompt_cost(spec, messages, cost_cap_usd)
     # Rate limits, quotas and the budget reservation (429 when refused); the worker settles it.
-    admission = admit_stream(principal, spec, stream_id, messages, max_tokens, cost_cap_usd)
-    first = {"stream_id": stream_id, "conversation_id": conversation_id, "model": spec.id}
     try:
-        owner = runtime.journal.create(stream_id, {"owner": principal.id, "model": spec.id}, "stream", first)
-        if owner is not None:
-            if owner != principal.id:
-                raise APIError(409, "stream_id_in_use", "This stream_id belongs to another stream.")
-            admission.release()
-            return StreamStart(stream_id, 0)  # the caller's own stream: attach, never start twice
-        if request.get("stream_id") and _used_before(runtime, stream_id):
-            runtime.journal.discard(stream_id)
-            raise APIError(409, "stream_id_in_use", "This stream_id was already used.")
+        admission = admit_stream(principal, spec, stream_id, messages, max_tokens, cost_cap_usd)
+    except StreamIdInUse:
+        return _attach_once_created(runtime, principal, stream_id)
+    first = {"stream_id": stream_id, "conversation_id": conversation_id, "model": spec.id}
+    fields = {"owner": principal.id, "model": spec.id, "prompt_usd": repr(prompt_usd)}
+    try:
+        owner = runtime.journal.create(stream_id, fields, "stream", first)
     except BaseException:
         admission.release()  # no stream was created: nothing will settle this reservation
         raise
+    if owner is not None:  # another start took the id first: give back only what we reserved
+        admission.release()
+        return _attach_or_refuse(principal, stream_id, owner)
 
-    enqueued = runtime.enqueue(
-        "workers.generate",
-        queue=_queue_for(spec.provider),
-        kwargs={
-            "stream_id": stream_id,
-            "model": spec.id,
-            "messages": messages,
-            "max_tokens": max_tokens,
-            "cost_cap_usd": cost_cap_usd,
-        },
-    )
-    if not enqueued:
+    job = {"stream_id": stream_id, "model": spec.id, "messages": messages, "max_tokens": max_tokens}
+    if not runtime.enqueue(
+        "workers.generate", queue=_queue_for(spec.provider), kwargs={**job, "cost_cap_usd": cost_cap_usd}
+    ):
         admission.release()  # the stream already ended with an error; nothing will run or settle
-    rows = {
-        "conversation_id": conversation_id,
-        "new_conversation": new_conversation,
-        "message": message,
-        "stream_id": stream_id,
-        "model": spec.id,
-    }
+    rows = {"conversation_id": conversation_id, "new_conversation": new_conversation, "message": message}
     # The rows are written beside the response rather than before it: a failure
     # still ends the stream (error event) and stops the job, and costs no latency.
-    runtime.rows.submit(principal, rows)
+    runtime.rows.submit(principal, {**rows, "stream_id": stream_id, "model": spec.id})
     return StreamStart(stream_id, 0)
 
 
-def _used_before(runtime: StreamRuntime, stream_id: str) -> bool:
-    """A client-chosen id whose journal expired but whose row remains is not reusable."""
+def _prompt_cost(spec: ModelSpec, messages: list[dict[str, str]], cost_cap_usd: float) -> float:
+    """The prompt's own cost at the model's input price; a cap below it is a 422 (the provider
+    bills the prompt whatever the cap)."""
+    if not spec.price_in_per_mtok:
+        return 0.0  # a free prompt: no tokenizer needed (the local model's would load its weights)
+    prompt_usd = spec.cost(count_prompt_tokens(spec, messages), 0)
+    if cost_cap_usd < prompt_usd:
+        message = f"Below this prompt's own cost ({prompt_usd:.8f} USD at {spec.id}'s input price)."
+        raise validation_error({"cost_cap_usd": [message]}, "cost_cap_usd is below the prompt's cost.")
+    return prompt_usd
+
+
+def _attach_or_refuse(principal: Principal, stream_id: str, owner: str) -> StreamStart:
+    """The journal's owner decides: the caller's own stream is attached to, never started twice."""
+    if owner != principal.id:
+        raise APIError(409, "stream_id_in_use", "This stream_id belongs to another stream.")
+    return StreamStart(stream_id, 0)
+
+
+def _existing_stream(runtime: StreamRuntime, principal: Principal, stream_id: str) -> StreamStart | None:
+    """A client-chosen id: attach to the caller's live or retained stream; 409 for another's,
+    and for an id ever used before (its row outlives the journal and the conversation)."""
+    owner = runtime.journal.meta(stream_id).get("owner")
+    if owner is not None:
+        return _attach_or_refuse(principal, stream_id, owner)
     with runtime.database.session() as session:
-        return queries.get_stream(session, stream_id) is not None
+        if queries.get_stream(session, stream_id) is not None:
+            raise APIError(409, "stream_id_in_use", "This stream_id was already used.")
+    return None
+
+
+def _attach_once_created(runtime: StreamRuntime, principal: Principal, stream_id: str) -> StreamStart:
+    """Another admission holds this id: a concurrent start creates its journal within
+    moments (then its owner decides); a record left behind by a dead stream is a 409."""
+    deadline = time.monotonic() + ATTACH_WAIT_SECONDS
+    while True:
+        owner = runtime.journal.meta(stream_id).get("owner")
+        if owner is not None:
+            return _attach_or_refuse(principal, stream_id, owner)
+        if time.monotonic() >= deadline:
+            raise APIError(409, "stream_id_in_use", "This stream_id was already used.")
+        time.sleep(ATTACH_POLL_SECONDS)
 
 
 def check_attach(runtime: StreamRuntime, principal: Principal, stream_id: str, after: int) -> bool:
-    """Whether there is anything after `after` (else 204); 403 another's, 404 unknown or expired."""
+    """Whether there is anything after `after` (else 204); 403 another's, 404 unknown or expired,
+    422 past the last event of a live stream."""
     meta = runtime.journal.meta(stream_id)
     if not meta:
         with runtime.database.session() as session:
@@ -119,13 +156,46 @@ def check_attach(runtime: StreamRuntime, principal: Principal, stream_id: str, a
     if meta.get("owner") != principal.id:
         raise forbidden("stream")
     ended = meta.get("ended")
-    return not (ended is not None and after >= int(ended))
+    if ended is not None:
+        return after < int(ended)
+    if after > int(meta.get("seq", 0)):
+        raise validation_error(
+            {"Last-Event-ID": ["Past this stream's last event."]}, "Last-Event-ID is past the stream's last event."
+        )
+    return True
 
 
-def open_events(runtime: StreamRuntime, stream_id: str, after: int) -> Iterator[str]:
+class EventStream:
+    """The body of one SSE response. Its subscription is released exactly once: when the
+    events end, when the response is closed (even if never iterated), or at the latest
+    when the body is garbage-collected after a failure before streaming."""
+
+    def __init__(self, runtime: StreamRuntime, stream_id: str, after: int) -> None:
+        sub = runtime.subscribe(stream_id)  # confirmed now, so errors surface before the response starts
+        self._release = weakref.finalize(self, runtime.hub.unsubscribe, sub)
+        self._events = stream_events(stream_id, after, runtime.journal, sub, runtime.timing, runtime.watchers)
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._events)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """End the events (their own cleanup runs if they started) and release the subscription."""
+        try:
+            self._events.close()
+        finally:
+            self._release()
+
+
+def open_events(runtime: StreamRuntime, stream_id: str, after: int) -> EventStream:
     """Subscribe (confirmed) now, so errors surface before the response starts."""
-    sub = runtime.subscribe(stream_id)
-    return stream_events(stream_id, after, runtime.journal, runtime.hub, sub, runtime.timing, runtime.presence)
+    return EventStream(runtime, stream_id, after)
 
 
 def cancel_stream(runtime: StreamRuntime, principal: Principal, stream_id: str) -> None:

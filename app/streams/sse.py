@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .journal import Event, encode
+from .journal import Event, encode, error_data
 
 RETRY_MS = 2000
 PREAMBLE = f"retry: {RETRY_MS}\n\n"
@@ -25,5 +25,5 @@ def heartbeat() -> str:
 def local_error(code: str, detail: str, retry_after: int | None = None) -> str:
     """A terminal error the journal could not record (Redis unreachable): no id,
     so the client's Last-Event-ID still points at the last real event."""
-    data = encode({"error_code": code, "detail": detail, "retry_after": retry_after})
+    data = encode(error_data(code, detail, retry_after))
     return f"event: error\ndata: {data}\n\n"

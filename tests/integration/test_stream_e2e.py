@@ -9,6 +9,8 @@ import time
 import pytest
 import requests
 
+from app.catalog import BUILT_IN
+from app.tokens import count_prompt_tokens
 from tests.support import collect, reply_text
 
 pytestmark = pytest.mark.slow
@@ -116,12 +118,30 @@ def test_cost_cap_stops_generation(stack):
     # gpt-4o: $10 per million output tokens; a 300-character echo is 100 chunks.
     # The cap admits the prompt plus a handful of chunks, then stops.
     prompt = "echo:" + "x" * 300
-    events = collect(stack.post_stream(token, {"message": prompt, "model": "gpt-4o", "cost_cap_usd": 0.0003}))
+    spec = next(spec for spec in BUILT_IN if spec.id == "gpt-4o")
+    cap = spec.cost(count_prompt_tokens(spec, [{"role": "user", "content": prompt}]), 0) + 0.0002
+    events = collect(stack.post_stream(token, {"message": prompt, "model": "gpt-4o", "cost_cap_usd": cap}))
     done = events[-1]
     assert done.event == "done" and done.data["finish_reason"] == "cost_cap"
     chunks = [e for e in events if e.event == "message_chunk"]
     assert 0 < len(chunks) < 100
-    assert all(c.data["cost_usd"] <= 0.0003 for c in chunks)
+    assert all(c.data["cost_usd"] <= cap for c in chunks)
+
+
+@pytest.mark.parametrize("cap", [1e-13, 1e-6])
+def test_a_cap_below_the_prompts_cost_is_422_and_the_provider_is_never_called(stack, fake_openai, cap):
+    stats_url = fake_openai.removesuffix("/v1") + "/stats"
+    before = requests.get(stats_url, timeout=5).json()["requests"]
+    body = {
+        "message": "echo:" + "a prompt that costs more than the cap " * 4,
+        "model": "gpt-4o-mini",
+        "cost_cap_usd": cap,
+    }
+    response = stack.post_stream(stack.anon_token(), body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation_error" and "cost_cap_usd" in error["details"]["fields"]
+    assert requests.get(stats_url, timeout=5).json()["requests"] == before
 
 
 def test_get_stream_with_query_parameters(stack):

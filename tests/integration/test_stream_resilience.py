@@ -14,6 +14,7 @@ import time
 import pytest
 import redis
 import requests
+from sqlalchemy import create_engine, text
 
 from tests.conftest import Stack, stack_env
 from tests.support import collect, fake_server, iter_sse, reply_text, wait_until
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.slow
 REPLY = "The quick brown fox jumps over the lazy dog, again and again, until the reply is long enough."
 TIMEOUTS = {
     "QUEUE_TIMEOUT_SECONDS": "2",
-    "STREAM_STALL_SECONDS": "3",
+    "STREAM_STALL_SECONDS": "30",
+    "WORKER_LOST_SECONDS": "2",
     "STREAM_ORPHAN_GRACE_SECONDS": "2",
     "HEARTBEAT_SECONDS": "1",
 }
@@ -194,7 +196,19 @@ def test_no_worker_for_the_queue_ends_with_no_worker(relay, token):
     assert time.monotonic() - started < 10
 
 
-def test_a_killed_worker_ends_the_stream_as_stalled(relay, token):
+def stream_row(relay, stream_id: str) -> dict:
+    engine = create_engine(relay.env["DATABASE_URL"])
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT status, error_code, cost_usd FROM streams WHERE id = :id"), {"id": stream_id}
+        ).one()
+    engine.dispose()
+    return dict(row._mapping)
+
+
+def test_a_killed_worker_ends_the_stream_as_worker_lost_within_seconds(relay, token):
+    """SIGKILL mid-stream: the worker's liveness key lapses and a reader ends the stream
+    `worker_lost` well before STREAM_STALL_SECONDS, settling what the stream cost so far."""
     response = relay.post_stream(token, {"message": f"echo:{REPLY * 4}", "model": "gpt-4o-mini"})
     before = collect(response, stop_after=4)
     stream_id = response.headers["X-Stream-Id"]
@@ -202,9 +216,17 @@ def test_a_killed_worker_ends_the_stream_as_stalled(relay, token):
     try:
         started = time.monotonic()
         events = collect(resume(relay.base_url, token, stream_id, before[-1].id))
-        assert events[-1].event == "error" and events[-1].data["error_code"] == "stalled"
-        assert time.monotonic() - started < 10
-        assert [e.id for e in before + events] == list(range(1, len(before) + len(events) + 1))
+        elapsed = time.monotonic() - started
+        assert events[-1].event == "error" and events[-1].data["error_code"] == "worker_lost", events[-1]
+        assert elapsed < float(TIMEOUTS["WORKER_LOST_SECONDS"]) + 4 < float(TIMEOUTS["STREAM_STALL_SECONDS"])
+        seen = before + events
+        assert [e.id for e in seen] == list(range(1, len(seen) + 1))
+        cost = [e for e in seen if e.event == "message_chunk"][-1].data["cost_usd"]
+        client = redis.Redis.from_url(relay.env["REDIS_URL"])
+        assert not client.exists(f"{relay.env['REDIS_KEY_PREFIX']}budget:res:{stream_id}")  # settled
+        row = stream_row(relay, stream_id)
+        assert row["status"] == "failed" and row["error_code"] == "worker_lost"
+        assert row["cost_usd"] == pytest.approx(cost, abs=1e-6)
     finally:
         relay.processes["worker"].stop()
         relay.start_worker("worker", "gevent", "generate", 100)

@@ -11,6 +11,7 @@ from app.catalog import BUILT_IN
 from app.errors import APIError
 from app.limits import admit_stream, budget, settle
 from app.principal import ANONYMOUS_SCOPES, Principal
+from app.tokens import count_prompt_tokens
 from tests.limits.conftest import anon_token, assert_429, post_stream
 
 GPT_4O = next(spec for spec in BUILT_IN if spec.id == "gpt-4o")
@@ -22,11 +23,13 @@ def spent(app, *scope: str) -> float:
         return budget.spent_today_usd(*scope)
 
 
-def test_reservation_is_the_smaller_of_cap_and_worst_case():
-    messages = [{"role": "user", "content": "héllo"}]  # 6 bytes
-    worst = (6 + 8 + 8) * 2.50 / 1e6 + 100 * 10.00 / 1e6
+def test_reservation_is_the_smaller_of_cap_and_worst_case_and_at_least_the_prompt():
+    messages = [{"role": "user", "content": "héllo"}]
+    prompt_tokens = count_prompt_tokens(GPT_4O, messages)
+    worst = prompt_tokens * 2.50 / 1e6 + 100 * 10.00 / 1e6
     assert budget.reservation_usd(GPT_4O, messages, 100, 0.50) == pytest.approx(worst)
     assert budget.reservation_usd(GPT_4O, messages, 2000, 0.01) == 0.01
+    assert budget.reservation_usd(GPT_4O, messages, 2000, 1e-13) == pytest.approx(prompt_tokens * 2.50 / 1e6)
     assert budget.to_micro(0.00013) == 130 and budget.to_micro(0.0000001) == 1
 
 
@@ -35,7 +38,9 @@ def test_a_stream_reserves_its_worst_case_in_every_budget_it_draws_on(limits_app
     client = app.test_client()
     response = post_stream(client, anon_token(app), model="gpt-4o", max_tokens=100, message="hello")
     assert response.status_code == 200
-    expected = budget.to_micro(GPT_4O.cost(5 + 8 + 8, 100)) / 1e6
+    expected = (
+        budget.to_micro(GPT_4O.cost(count_prompt_tokens(GPT_4O, [{"role": "user", "content": "hello"}]), 100)) / 1e6
+    )
     assert spent(app, "global") == pytest.approx(expected)
     assert spent(app, "anon") == pytest.approx(expected)
 
