@@ -23,14 +23,7 @@ class AnthropicProvider(Provider):
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         super().__init__(settings)
-        self.client = anthropic.Anthropic(
-            api_key=settings["ANTHROPIC_API_KEY"],
-            base_url=settings["ANTHROPIC_BASE_URL"] or None,
-            timeout=anthropic.Timeout(
-                settings["PROVIDER_TIMEOUT_SECONDS"], connect=settings["PROVIDER_CONNECT_TIMEOUT_SECONDS"]
-            ),
-            max_retries=0,  # the task retries, and only before the first chunk
-        )
+        self.client = anthropic.Anthropic(**self.sdk_options("ANTHROPIC", anthropic.Timeout))
 
     def stream(self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int) -> Iterator[Delta]:
         system, turns = to_anthropic(messages)

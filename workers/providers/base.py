@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,20 @@ class Provider(ABC):
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = settings
+
+    def sdk_options(self, setting_prefix: str, timeout: Callable[..., Any]) -> dict[str, Any]:
+        """An official SDK client's options: `<prefix>_API_KEY`, `<prefix>_BASE_URL`, Relay's timeouts
+        (`timeout` is the SDK's own Timeout class) and no SDK retries (the task retries, before the
+        first chunk only)."""
+        settings = self.settings
+        return {
+            "api_key": settings[f"{setting_prefix}_API_KEY"],
+            "base_url": settings[f"{setting_prefix}_BASE_URL"] or None,
+            "timeout": timeout(
+                settings["PROVIDER_TIMEOUT_SECONDS"], connect=settings["PROVIDER_CONNECT_TIMEOUT_SECONDS"]
+            ),
+            "max_retries": 0,
+        }
 
     @abstractmethod
     def stream(self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int) -> Iterator[Delta]:

@@ -17,14 +17,7 @@ class OpenAIProvider(Provider):
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         super().__init__(settings)
-        self.client = openai.OpenAI(
-            api_key=settings["OPENAI_API_KEY"],
-            base_url=settings["OPENAI_BASE_URL"] or None,
-            timeout=openai.Timeout(
-                settings["PROVIDER_TIMEOUT_SECONDS"], connect=settings["PROVIDER_CONNECT_TIMEOUT_SECONDS"]
-            ),
-            max_retries=0,  # the task retries, and only before the first chunk
-        )
+        self.client = openai.OpenAI(**self.sdk_options("OPENAI", openai.Timeout))
 
     def stream(self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int) -> Iterator[Delta]:
         finished = False
