@@ -21,8 +21,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 EVENT_STREAM = "text/event-stream"  # a response value: the stream's events (app/schemas/events.py)
 NO_BODY = None  # a response value: no body (204)
 
-# A schema class or instance, or a function of the app's config that returns one.
-SchemaSource = type[Schema] | Schema | Callable[[Mapping[str, Any]], Schema]
+# A schema class or instance, a function of the app's config that returns one, or plain JSON Schema.
+SchemaSource = type[Schema] | Schema | Callable[[Mapping[str, Any]], Schema] | dict[str, Any]
 
 
 @dataclass(frozen=True)

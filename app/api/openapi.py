@@ -90,8 +90,8 @@ def _exclusive_bounds(_converter: Any, field: Any, ret: dict[str, Any], **_: Any
     return extra
 
 
-def _schema(source: Any, config: Mapping[str, Any]) -> Schema | type[Schema]:
-    if isinstance(source, Schema) or (isinstance(source, type) and issubclass(source, Schema)):
+def _schema(source: Any, config: Mapping[str, Any]) -> Schema | type[Schema] | dict[str, Any]:
+    if isinstance(source, Schema | dict) or (isinstance(source, type) and issubclass(source, Schema)):
         return source
     return source(config)
 
@@ -114,7 +114,7 @@ def _headers(status: int, limited: bool, extra: Mapping[str, Any] | None = None)
     names = ["X-Request-ID"]
     if status in (429, 503):
         names.append("Retry-After")
-    if status == 401:
+    if status == 401 and not (extra and "WWW-Authenticate" in extra):
         names.append("WWW-Authenticate")
     if limited:
         names += ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"]
@@ -170,7 +170,8 @@ def _operation(app: Flask, rule: Rule, method: str, doc: Doc) -> dict[str, Any]:
     for status, links in doc.links.items():
         responses[str(status)]["links"] = dict(links)
     for status in sorted(errors):
-        responses[str(status)] = {"description": _STATUS[status], "headers": _headers(status, limited),
+        headers = _headers(status, limited, doc.response_headers.get(status))
+        responses[str(status)] = {"description": _STATUS[status], "headers": headers,
                                   "content": {"application/json": {"schema": ErrorSchema}}}  # fmt: skip
     operation: dict[str, Any] = {
         "operationId": f"{endpoint}.{method.lower()}",

@@ -99,6 +99,8 @@ def test_security_names_the_scopes_each_operation_needs(app, document):
     for (path, method), scopes in needed.items():
         assert document["paths"][path][method.lower()]["security"] == [{"bearer": scopes}]
     for path, method, operation in operations(document):
+        if path == "/webhooks/relay":
+            continue  # signed, not bearer: its 401s carry a Standard-Webhooks challenge
         view = app.view_functions[operation["operationId"].rsplit(".", 1)[0]]
         scopes = getattr(view, "required_scopes", None)
         assert ("401" in operation["responses"]) == (scopes is not None) == ("security" in operation), (path, method)

@@ -8,6 +8,7 @@ requests are accepted and schema-violating ones refused, and deleted resources a
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import subprocess
@@ -56,6 +57,11 @@ include-operation-id-regex = "^stream\\\\.start\\\\."
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "414", "422", "429", "5xx"]
 
 [[operations]]
+include-operation-id = "actions.create.post"
+# An action's URL must resolve to a public address (https in production): DNS decides, not a schema.
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "422", "429", "5xx"]
+
+[[operations]]
 include-operation-id = "stream.attach.get"
 # DELETE /api/v1/stream/<id> cancels a stream, it does not delete it: the contract keeps a cancelled
 # stream attachable (it replays to its `done`, finish_reason cancelled) for STREAM_RETENTION_SECONDS.
@@ -67,7 +73,7 @@ checks.use_after_free.enabled = false
 def fuzz_stack(tmp_path_factory, base_env, fake_openai):
     """A Relay of its own: the fake OpenAI models only (no local model to wait for), limits out of
     reach (429s are documented, but would hide everything else), auth_failures off (the fuzzer sends
-    bad tokens on purpose)."""
+    bad tokens on purpose), inbound webhooks configured (else every one is a 503)."""
     log_dir = tmp_path_factory.mktemp("schemathesis")
     models = log_dir / "models.json"
     models.write_text(json.dumps(MODELS))
@@ -83,12 +89,14 @@ def fuzz_stack(tmp_path_factory, base_env, fake_openai):
         TENANT_DAILY_BUDGET_USD="100000",
         ANON_DAILY_BUDGET_USD="100000",
         DAILY_SPEND_CEILING_USD="100000",
+        WEBHOOK_SIGNING_SECRET="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
         LOG_LEVEL="WARNING",
     )
     stack = Stack(env, log_dir)
     try:
         stack.start_web(port=int(env["PORT"]))
-        stack.start_worker("remote-worker", "gevent", "generate,webhooks", 50)
+        # No worker on the webhooks queue: an action the fuzzer registers is never delivered anywhere.
+        stack.start_worker("remote-worker", "gevent", "generate", 50)
         yield stack
     finally:
         stack.stop()
