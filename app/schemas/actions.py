@@ -53,7 +53,7 @@ class CursorField(fields.String):
 class DeliveryListQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(DELIVERY_STATUSES))
     action = fields.String(validate=validate.Regexp(SLUG))
-    cursor = CursorField(validate=validate.Length(max=200))
+    cursor = CursorField()
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_DELIVERIES_PAGE))
 
     @post_load
