@@ -6,8 +6,10 @@
  */
 'use strict';
 
-const CACHE = 'relay-magic-v1';
-const ASSETS = ['index.html', 'magic.js', 'magic.css', 'icon.svg'];
+const CACHE = 'relay-magic-v2';
+const ASSETS = [
+  'index.html', 'magic.js', 'api.js', 'stream.js', 'markdown.js', 'history.js', 'frame.js', 'store.js', 'magic.css', 'icon.svg',
+];
 const ASSET_URLS = new Set(ASSETS.map((path) => new URL(path, self.registration.scope).href));
 
 self.addEventListener('install', (event) => {
