@@ -19,6 +19,7 @@ Who does what:
     anonymous quotas plus the budget reservation, in one script (see there why).
   - `budget.settle`: the worker settles a reservation to the real cost.
   - auth_failures lives in app/auth (it must run before a token is parsed).
+Workers import this package for `settle` only: what needs flask-limiter loads on first use.
 Client IP: `app.client_ip.client_ip()`, the limit key of `request.remote_addr`
 (rewritten by ProxyFix only when TRUSTED_PROXY_COUNT is set; a client's own
 X-Forwarded-For never moves a key); an IPv6 client counts as its /64.
@@ -26,12 +27,17 @@ X-Forwarded-For never moves a key); an IPv6 client counts as its /64.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from flask import Flask
 
-from ._flask import limit, tenant_key
 from ._rules import BUDGET_EXCEEDED, QUOTA_EXCEEDED, RATE_LIMITED, client_ip
-from .admission import Admission, admit_stream
 from .budget import settle
+
+if TYPE_CHECKING:
+    from ._flask import limit, tenant_key
+    from .admission import Admission, admit_stream
 
 __all__ = [
     "BUDGET_EXCEEDED",
@@ -45,6 +51,18 @@ __all__ = [
     "settle",
     "tenant_key",
 ]
+
+# Loaded on first use (PEP 562): workers import this package for `settle` and must never load
+# flask-limiter, which `_flask` (and `admission`, through it) need.
+_LAZY = {"limit": "._flask", "tenant_key": "._flask", "Admission": ".admission", "admit_stream": ".admission"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
 
 
 def init_app(app: Flask) -> None:
