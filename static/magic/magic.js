@@ -254,8 +254,8 @@ function send(message) {
     return b;
   };
   const renewed = () => {
+    if (state.conversationId) s.view.meta('Your session was renewed, so this message starts a new conversation.');
     state.conversationId = null;
-    s.view.meta('Your session was renewed, so this message starts a new conversation.');
   };
   return run(s, async () => {
     const res = await start(s, body, renewed);

@@ -6,6 +6,7 @@ http://localhost:<port> (in ALLOWED_ORIGINS) and http://127.0.0.1:<port> (not).
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 
@@ -24,7 +25,7 @@ from tests.browser.embed_support import (
     start_host_server,
     widget_frame,
 )
-from tests.support import free_port
+from tests.support import ROOT, free_port
 
 pytestmark = pytest.mark.slow
 SIBLING = b"<!doctype html><html lang='en'><head><title>Other</title></head><body><p>Another window</p></body></html>"
@@ -321,3 +322,47 @@ def test_no_serious_accessibility_violation_opened_or_closed(page, hosts_and_rel
             if v["impact"] in ("serious", "critical")
         ]
         assert bad == [], f"{scheme}, {where}: {bad}"
+
+
+def test_screenshots(browser, hosts_and_relay, tmp_path):
+    """The README's pictures; written to docs/screenshots/ with RELAY_WRITE_SCREENSHOTS=1, else to a temp dir."""
+    hosts, relay = hosts_and_relay
+    where = ROOT / "docs" / "screenshots" if os.environ.get("RELAY_WRITE_SCREENSHOTS") == "1" else tmp_path
+    where.mkdir(parents=True, exist_ok=True)
+    shots = []
+
+    context = browser.new_context(viewport={"width": 480, "height": 720}, color_scheme="light")
+    try:
+        page = context.new_page()
+        page.goto(f"{relay.base_url}/widget")
+        expect(page.locator("#status")).to_have_text(re.compile("^Ready"))
+        box = page.get_by_label("Message")
+        box.fill(f"echo:{MARKDOWN.split('A [bad')[0]}And then some more words, {LONG}")
+        box.press("Enter")
+        expect(page.locator(".reply").last).to_contain_text("word005")
+        assert page.locator(".msg.assistant .meta").count() == 0  # still streaming
+        page.screenshot(path=where / "widget-mid-reply.png")
+        shots.append("widget-mid-reply.png")
+        expect(page.locator(".msg.assistant .meta")).to_contain_text("(stop)", timeout=30_000)
+        page.set_viewport_size({"width": 320, "height": 640})
+        page.locator(".msg.assistant").last.scroll_into_view_if_needed()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 320  # no sideways scrolling
+        page.screenshot(path=where / "widget-320px.png")
+        shots.append("widget-320px.png")
+    finally:
+        context.close()
+
+    context = browser.new_context(viewport={"width": 1100, "height": 760}, color_scheme="light")
+    try:
+        page = context.new_page()
+        frame = open_chat(page, f"{hosts.allowed}/")
+        send(
+            frame,
+            "echo:Our **lamps** ship in two days. Cups:\n\n- stoneware\n- porcelain\n\nSee [the shop](https://shop.example/cups).",
+        )
+        page.screenshot(path=where / "widget-embedded.png")
+        shots.append("widget-embedded.png")
+    finally:
+        context.close()
+    for name in shots:
+        assert (where / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

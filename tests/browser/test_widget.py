@@ -13,6 +13,7 @@ A missing Chromium or Playwright FAILS these tests, it does not skip them.
 
 What is checked, end to end in the browser:
 - model output containing HTML is shown as text, exactly, and creates no element;
+- a 429's Retry-After is counted down in the status line, and Send waits for it;
 - the `done` details (finish reason, tokens, cost) are shown;
 - no console error, page error, dialog or CSP violation happens;
 - the anonymous token is sent as a Bearer header (never in a URL), kept in
@@ -51,7 +52,7 @@ STATIC = ROOT / "static" / "magic"
 CSP = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'"
 TOKEN_KEY = "relay.magic.anon_token"  # the widget's sessionStorage key
 
-# The reply the stub streams: HTML that must never become markup, and a newline.
+# The reply the stub streams: HTML that must never become markup, and a newline (a line break).
 CONTENT = "<img src=x onerror=alert(1)>Hello\nworld"
 MODELS = [
     {"id": "local-smollm2", "provider": "local", "default": False, "price_in_per_mtok": 0, "price_out_per_mtok": 0},
@@ -243,7 +244,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         message, stream_id = body["message"], body["stream_id"]
         if message == "busy":
-            self._error(429, "rate_limited", "Slow down", **{"Retry-After": "7"})
+            self._error(429, "rate_limited", "Slow down", **{"Retry-After": "2"})
             return
         opening = {"stream_id": stream_id, "conversation_id": "conv-1", "model": body["model"]}
         self._start_sse(stream_id)
@@ -340,7 +341,7 @@ def test_reply_is_rendered_as_text_with_done_details(widget: Widget, stub: Stub)
     assert "conversation_id" not in body
 
     # The reply is exactly the streamed text; its HTML created no element and ran nothing.
-    assert widget.reply().locator(".reply").text_content() == CONTENT
+    assert widget.reply().locator(".reply").inner_text() == CONTENT
     assert page.locator("#transcript .msg.user .body").text_content() == "Hi there"
     assert page.evaluate("document.querySelectorAll('img').length") == 0
     assert page.locator("#transcript *[onerror]").count() == 0
@@ -440,10 +441,25 @@ def test_stop_cancels_the_stream(widget: Widget, stub: Stub) -> None:
 def test_errors_are_shown(widget: Widget, stub: Stub) -> None:
     """A JSON error before the stream (429) and an `error` event inside it."""
     widget.open()
+    widget.page.evaluate(
+        """() => {
+            window.__statuses = [];
+            const status = document.getElementById('status');
+            new MutationObserver(() => window.__statuses.push(status.textContent))
+                .observe(status, {childList: true, characterData: true, subtree: true});
+        }"""
+    )
     widget.send("busy")
     widget.wait_idle()
     shown = widget.reply().locator(".error").text_content()
-    assert "Slow down" in shown and "rate_limited" in shown and "7 s" in shown
+    assert "Slow down" in shown and "rate_limited" in shown and "2 s" in shown
+    # The status line counts the wait down, and sending waits for it.
+    expect(widget.page.locator("#status")).to_have_text("Ready. You can send again.")
+    expect(widget.page.locator("#send")).to_be_enabled()
+    statuses = widget.page.evaluate("window.__statuses")
+    waits = [s for s in statuses if s.startswith("Too many requests")]
+    assert waits == [f"Too many requests. You can send again in {n} s." for n in (2, 1)], statuses
+    assert statuses[-1] == "Ready. You can send again."
 
     widget.send("fail")
     widget.wait_idle()
@@ -480,6 +496,6 @@ def test_stale_tokens_are_replaced(widget: Widget, stub: Stub, stored: str, expi
         assert sent == [f"Bearer {token}"]
     else:
         assert sent == [f"Bearer {stored}", f"Bearer {token}"]
-    assert widget.reply().locator(".reply").text_content() == CONTENT
+    assert widget.reply().locator(".reply").inner_text() == CONTENT
     assert token in widget.page.evaluate(f"sessionStorage.getItem('{TOKEN_KEY}')")
     widget.assert_clean(allowed_console=re.compile(r"status of 401"))
