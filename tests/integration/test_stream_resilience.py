@@ -217,6 +217,7 @@ def test_a_killed_worker_ends_the_stream_as_worker_lost_within_seconds(relay, to
         started = time.monotonic()
         events = collect(resume(relay.base_url, token, stream_id, before[-1].id))
         elapsed = time.monotonic() - started
+        print(f"worker_lost {elapsed:.1f} s after SIGKILL (WORKER_LOST_SECONDS {TIMEOUTS['WORKER_LOST_SECONDS']})")
         assert events[-1].event == "error" and events[-1].data["error_code"] == "worker_lost", events[-1]
         assert elapsed < float(TIMEOUTS["WORKER_LOST_SECONDS"]) + 4 < float(TIMEOUTS["STREAM_STALL_SECONDS"])
         seen = before + events
