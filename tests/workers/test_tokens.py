@@ -56,6 +56,7 @@ def test_local_model_counts_with_its_gguf_vocabulary():
     vocab = Llama(model_path=local_model_path({}), vocab_only=True, verbose=False)
     text = "Name three colours, in 日本語 too."
     expected = len(vocab.tokenize(text.encode(), add_bos=False, special=False))
+    vocab.close()
     assert tokens.count_text_tokens(MODELS["local-smollm2"], text) == expected
     assert expected < tokens.byte_bound(text)  # a real tokenizer, not the bound
 
