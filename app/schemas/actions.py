@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from ..db.actions import DELIVERY_STATUSES
+from .common import FullMatch, QueryInteger
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 DELIVERY_ID = r"^[0-9a-f]{32}$"
@@ -17,17 +18,15 @@ _PRINTABLE = r"^[\x21-\x7e][\x20-\x7e]{0,199}$"
 
 
 class CreateActionSchema(Schema):
-    name = fields.String(required=True, validate=validate.Regexp(SLUG, error="A lower-case slug: a-z, 0-9, - and _."))
+    name = fields.String(required=True, validate=FullMatch(SLUG, error="A lower-case slug: a-z, 0-9, - and _."))
     url = fields.String(required=True, validate=validate.Length(min=1, max=2048))
-    description = fields.String(
-        load_default="", validate=validate.Regexp(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]{0,500}$")
-    )
+    description = fields.String(load_default="", validate=FullMatch(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]{0,500}$"))
 
 
 class ExecuteSchema(Schema):
-    action = fields.String(required=True, validate=validate.Regexp(SLUG))
+    action = fields.String(required=True, validate=FullMatch(SLUG))
     payload = fields.Dict(required=True, keys=fields.String())
-    idempotency_key = fields.String(validate=validate.Regexp(_PRINTABLE, error="1 to 200 printable ASCII characters."))
+    idempotency_key = fields.String(validate=FullMatch(_PRINTABLE, error="1 to 200 printable ASCII characters."))
 
 
 def encode_cursor(created_at: str, delivery_id: str) -> str:
@@ -44,7 +43,7 @@ class CursorField(fields.String):
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             at, _, delivery_id = raw.partition("|")
             when = datetime.fromisoformat(at.replace("Z", "+00:00"))
-            validate.Regexp(DELIVERY_ID)(delivery_id)
+            FullMatch(DELIVERY_ID)(delivery_id)
         except (binascii.Error, UnicodeDecodeError, ValueError, ValidationError):
             raise ValidationError("Not a cursor this server gave out.") from None
         return (when if when.tzinfo else when.replace(tzinfo=UTC)), delivery_id
@@ -52,9 +51,9 @@ class CursorField(fields.String):
 
 class DeliveryListQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(DELIVERY_STATUSES))
-    action = fields.String(validate=validate.Regexp(SLUG))
+    action = fields.String(validate=FullMatch(SLUG))
     cursor = CursorField()
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_DELIVERIES_PAGE))
+    limit = QueryInteger(load_default=50, validate=validate.Range(min=1, max=MAX_DELIVERIES_PAGE))
 
     @post_load
     def _none_for_missing(self, data, **_):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -10,7 +9,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from .common import FullMatch
+from .common import FullMatch, JsonInteger
 
 # Matched whole (FullMatch): `$` alone also matches before a trailing newline.
 STREAM_ID = r"^[A-Za-z0-9_-]{8,64}$"
@@ -36,7 +35,7 @@ def _stream_schema(max_chars: int, max_cost: float, token_limit: int) -> type[Sc
         conversation_id = fields.String(validate=FullMatch(CONVERSATION_ID))
         stream_id = fields.String(validate=FullMatch(STREAM_ID))
         cost_cap_usd = StrictFloat(allow_nan=False, validate=validate.Range(min=0, max=max_cost, min_inclusive=False))
-        max_tokens = fields.Integer(strict=True, validate=validate.Range(min=1, max=token_limit))
+        max_tokens = JsonInteger(validate=validate.Range(min=1, max=token_limit))
 
         @validates("message")
         def not_blank(self, value: str, **_: Any) -> None:
@@ -52,14 +51,17 @@ def stream_request_schema(config: Mapping[str, Any]) -> Schema:
     return _stream_schema(config["MAX_MESSAGE_CHARS"], config["MAX_COST_CAP_USD"], config["MAX_TOKENS_PER_REQUEST"])()
 
 
-_QUERY_NUMBERS = {"max_tokens": int, "cost_cap_usd": float}
+# Query numbers are ASCII only: int() and float() would also take " 5", "1_0", "٣" or "1e-1 ".
+_QUERY_NUMBERS = {
+    "max_tokens": (re.compile(r"[0-9]{1,18}"), int),
+    "cost_cap_usd": (re.compile(r"[0-9]{1,18}(\.[0-9]{1,18})?([eE][-+]?[0-9]{1,3})?"), float),
+}
 
 
 def from_query(args: Mapping[str, str]) -> dict[str, Any]:
     """Query parameters with numeric fields converted; what does not convert stays a string (422)."""
     data: dict[str, Any] = dict(args.items())
-    for name, kind in _QUERY_NUMBERS.items():
-        if name in data:
-            with contextlib.suppress(ValueError):  # left as a string: the schema says 422
-                data[name] = kind(data[name])
+    for name, (pattern, kind) in _QUERY_NUMBERS.items():
+        if name in data and pattern.fullmatch(data[name]):
+            data[name] = kind(data[name])
     return data

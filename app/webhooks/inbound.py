@@ -48,11 +48,16 @@ _MESSAGES = {
 }
 
 
+NOT_CONFIGURED_RETRY_AFTER = 300
+
+
 def _reject(code: str, reason: str, status: int = 401) -> APIError:
     SECURITY_VIOLATIONS.labels(WEBHOOK_REJECTED, _SEVERITY.get(code, "low")).inc()
     WEBHOOK_DELIVERIES.labels("inbound_rejected").inc()
     audit.record_event(WEBHOOK_REJECTED, None, {"reason": reason, "code": code})
     headers = {"WWW-Authenticate": 'Standard-Webhooks realm="relay"'} if status == 401 else {}
+    if status == 503:  # every 503 says when to try again; a sender retries after an operator configures a secret
+        headers["Retry-After"] = str(NOT_CONFIGURED_RETRY_AFTER)
     return APIError(status, code, _MESSAGES[code], {"reason": reason} if status == 401 else {}, headers)
 
 

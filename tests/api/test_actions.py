@@ -44,6 +44,7 @@ def test_register_list_rotate_delete(client, user_a_headers):
         {"name": "ok", "url": URL, "extra": 1},
         {"name": "ok"},
         {"name": "ok", "url": URL, "description": "bad\x00byte"},
+        {"name": "ok\n", "url": URL},
     ],
 )
 def test_bad_registrations_are_422(client, user_a_headers, body):
@@ -88,6 +89,8 @@ def test_anonymous_and_chat_keys_cannot_execute(client, user_a_headers, anon_hea
         {"action": "notify", "payload": {}, "idempotency_key": ""},
         {"action": "notify", "payload": {}, "idempotency_key": "x" * 201},
         {"action": "notify", "payload": {}, "other": True},
+        {"action": "notify\n", "payload": {}},
+        {"action": "notify", "payload": {}, "idempotency_key": "k\n"},
     ],
 )
 def test_bad_executions_are_422(client, user_a_headers, body):
@@ -151,7 +154,10 @@ def test_listing_is_newest_first_with_filters_and_a_cursor(client, user_a_header
     assert client.get("/actions/deliveries?status=dead", headers=user_a_headers).get_json()["count"] == 0
 
 
-@pytest.mark.parametrize("query", ["status=lost", "cursor=not-a-cursor", "limit=0", "limit=101", "unknown=1"])
+@pytest.mark.parametrize(
+    "query",
+    ["status=lost", "cursor=not-a-cursor", "limit=0", "limit=101", "unknown=1", "action=abc%0A", "limit=%D9%A3"],
+)
 def test_bad_listing_queries_are_422(client, user_a_headers, query):
     assert_error(client.get(f"/actions/deliveries?{query}", headers=user_a_headers), 422, "validation_error")
 

@@ -135,3 +135,18 @@ def test_the_reservation_covers_at_least_the_prompt(priced_app):
     assert budget.reservation_usd(spec, messages, 2000, 5.0) == pytest.approx(
         spec.cost(count_prompt_tokens(spec, messages), 2000)
     )
+
+
+@pytest.mark.parametrize("field, raw", [("max_tokens", "٣"), ("max_tokens", "1_0"), ("max_tokens", " 5"),
+                                        ("max_tokens", "３"), ("cost_cap_usd", " 1e-1"), ("cost_cap_usd", "0.1\n")])  # fmt: skip
+def test_query_numbers_take_ascii_only(client, anon_headers, field, raw):
+    response = client.get("/api/v1/stream", query_string={"message": "hi", field: raw}, headers=anon_headers)
+    assert_422(response, field)
+
+
+def test_max_tokens_may_be_a_json_integer_written_as_a_float(client, anon_headers):
+    """JSON Schema's `integer` holds 5.0; 5.5, "5" and true do not."""
+    for bad in (5.5, "5", True):
+        assert_422(start(client, anon_headers, max_tokens=bad, model="local-smollm2"), "max_tokens")
+    response = start(client, anon_headers, max_tokens=5.0, model="local-smollm2")
+    assert response.status_code == 200, response.get_data(as_text=True)

@@ -148,6 +148,7 @@ def test_without_a_configured_secret_nothing_is_accepted(make_app):
     raw, headers = signed({"type": "ping"})
     response = post(client, raw, headers)
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "webhook_not_configured"
+    assert int(response.headers["Retry-After"]) >= 1
 
 
 def test_legacy_signatures_when_enabled(make_app):
