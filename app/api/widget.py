@@ -42,30 +42,38 @@ bp.add_url_rule(PAGE, endpoint="index", view_func=_index, methods=["GET"])
 
 
 class _WidgetView:
-    """This app's view of both rules, with Talisman options that depend on the path it answers."""
+    """This app's view of both rules, with Talisman options that depend on the path it answers.
+
+    Its settings are read on the first request, not when the blueprint is registered:
+    an app that only lists routes has neither ALLOWED_ORIGINS nor Talisman bound."""
 
     def __init__(self, app: Flask) -> None:
-        origins = framing_origins(app.config["ALLOWED_ORIGINS"])
-        self.defaults = {
+        self.app = app
+        functools.update_wrapper(self, _index)  # extensions (the limiter, metrics) name views by __qualname__
+
+    @functools.cached_property
+    def _settings(self) -> tuple[dict, dict, str]:
+        origins = framing_origins(self.app.config["ALLOWED_ORIGINS"])
+        defaults = {
             "force_https": talisman.force_https,
             "frame_options": talisman.frame_options,
             "content_security_policy": talisman.content_security_policy,
         }
         policy = {**talisman.content_security_policy, "frame-ancestors": " ".join(origins) or "'none'"}
-        self.framed = {**self.defaults, "frame_options": None, "content_security_policy": policy}
+        framed = {**defaults, "frame_options": None, "content_security_policy": policy}
         meta = f'<meta name="relay-embed-origins" content="{escape(" ".join(origins))}">'
-        self.page = PAGE_FILE.read_text(encoding="utf-8").replace(ORIGINS_META, meta)
-        functools.update_wrapper(self, _index)  # extensions (the limiter, metrics) name views by __qualname__
+        return defaults, framed, PAGE_FILE.read_text(encoding="utf-8").replace(ORIGINS_META, meta)
 
     @property
     def talisman_view_options(self) -> dict:
         """Read by Talisman per request; a fresh dict, because Talisman fills it in with setdefault."""
-        return dict(self.framed if request.path == PAGE else self.defaults)
+        defaults, framed, _ = self._settings
+        return dict(framed if request.path == PAGE else defaults)
 
     def __call__(self) -> Response:
         if request.path != PAGE:
             return redirect("/static/magic/index.html", code=302)
-        return Response(self.page, mimetype="text/html", headers={"Cache-Control": "no-cache"})
+        return Response(self._settings[2], mimetype="text/html", headers={"Cache-Control": "no-cache"})
 
 
 @bp.record
