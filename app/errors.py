@@ -14,11 +14,13 @@ from typing import Any
 import kombu.exceptions
 import redis
 import sqlalchemy.exc
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("relay.errors")
 
+# app.extensions key of a callable(dependency) told of every 503 for a dependency, whoever raised it.
+OUTAGE_LISTENER = "relay.outage_listener"
 # Failures of what Relay depends on: answered 503 dependency_unavailable.
 DEPENDENCY_EXCEPTIONS = (
     redis.ConnectionError,
@@ -137,7 +139,7 @@ def _from_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
     if isinstance(exc, APIError):
         if exc.error_code == "dependency_unavailable":
-            _count_outage(exc)
+            _report_outage(exc)
         return error_response(status, exc.error_code, exc.description, exc.details, exc.extra_headers)
     headers = {}
     valid_methods = getattr(exc, "valid_methods", None)
@@ -161,14 +163,11 @@ def _from_dependency(exc: Exception) -> Response:
     return _from_http_exception(unavailable(dependency))
 
 
-def _count_outage(error: APIError) -> None:
-    """Every 503 for a dependency, whoever raised it: counted, and audited (throttled)."""
-    from .audit import record_outage
-    from .observability import DEPENDENCY_ERRORS
-
-    dependency = str(error.details.get("dependency", "unknown"))
-    DEPENDENCY_ERRORS.labels(dependency).inc()
-    record_outage(dependency)
+def _report_outage(error: APIError) -> None:
+    """Tell the app's outage listener (registered by app/registration.py: metrics and audit)."""
+    listener = current_app.extensions.get(OUTAGE_LISTENER)
+    if listener is not None:
+        listener(str(error.details.get("dependency", "unknown")))
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import redis
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
+import redis
+from redis.commands.core import Script
+
+T = TypeVar("T")
 POOL_SIZE = 500  # connections per process; gevent callers queue for one beyond that
 
 
@@ -46,3 +52,30 @@ class RedisStore:
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
+
+
+_scripts: dict[tuple[int, str], Script] = {}
+
+
+def registered(client: redis.Redis, source: str) -> Script:
+    """The Lua script `source` on `client`, registered once per client (EVALSHA, loaded on demand)."""
+    key = (id(client), source)
+    script = _scripts.get(key)
+    if script is None:
+        script = _scripts[key] = client.register_script(source)
+    return script
+
+
+def with_retries(call: Callable[[], T], seconds: float) -> T:
+    """`call()`, retried through a Redis outage (a restart, a failover) of up to `seconds`;
+    the backoff starts at 0.1 s and doubles to 1 s. The last error is raised after that."""
+    deadline = time.monotonic() + seconds
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)

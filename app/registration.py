@@ -10,9 +10,9 @@ import uuid
 from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import errors, limits, schemas
+from . import audit, errors, limits, schemas
 from .extensions import cors, database, migrate, redis_store, talisman
-from .observability import HTTP_DURATION, HTTP_REQUESTS, endpoint_label, method_label
+from .observability import DEPENDENCY_ERRORS, HTTP_DURATION, HTTP_REQUESTS, endpoint_label, method_label
 from .streams import StreamRuntime
 from .tasks import celery_init_app
 
@@ -94,6 +94,13 @@ def register_hooks(app: Flask) -> None:
 
 def register_errorhandlers(app: Flask) -> None:
     errors.register_errorhandlers(app)
+    app.extensions[errors.OUTAGE_LISTENER] = _count_outage
+
+
+def _count_outage(dependency: str) -> None:
+    """Every 503 for a dependency, whoever raised it: counted, and audited (throttled)."""
+    DEPENDENCY_ERRORS.labels(dependency).inc()
+    audit.record_outage(dependency)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -25,6 +25,7 @@ import redis
 
 from ..errors import APIError, too_many
 from ..extensions import redis_store
+from ..redis_store import registered
 
 LIMIT_NAME = "auth_failures"
 MAX_REMEMBERED_IPS = 10_000
@@ -131,17 +132,9 @@ class FailureGate:
         self._memo.clear()
 
 
-_scripts: dict[tuple[int, str], object] = {}
-
-
 def _script(source: str):
-    """The script registered on this process's Redis client (re-registered if the client changes)."""
-    client = redis_store.client
-    key = (id(client), source)
-    script = _scripts.get(key)
-    if script is None:
-        script = _scripts[key] = client.register_script(source)
-    return script
+    """The script on this process's Redis client (re-registered if the client changes)."""
+    return registered(redis_store.client, source)
 
 
 def bump_epoch() -> None:

@@ -31,6 +31,7 @@ from .. import extensions
 from ..catalog import ModelSpec
 from ..errors import APIError, too_many
 from ..principal import Principal
+from ..redis_store import registered
 from . import _flask, budget
 from ._rules import BUDGET_EXCEEDED, Rule, client_ip, rule
 
@@ -81,15 +82,6 @@ def _stream_rules(config: Mapping[str, Any], principal: Principal, ip: str) -> l
     return [(limit, store.key("limits", limit.name, subject)) for limit, subject in rows if limit.enabled]
 
 
-def _script():
-    client = extensions.redis_store.client
-    cached = getattr(client, "_relay_admit", None)
-    if cached is None:
-        cached = client.register_script(_SCRIPT)
-        client._relay_admit = cached  # type: ignore[attr-defined] - one registration per client
-    return cached
-
-
 def admit_stream(
     principal: Principal,
     spec: ModelSpec,
@@ -120,7 +112,7 @@ def admit_stream(
         args += [window.count, window.seconds, "peek"]
     args += [ceiling for _, _, ceiling in budgets]
 
-    outcome, *rest = _script()(keys=keys, args=args)
+    outcome, *rest = registered(extensions.redis_store.client, _SCRIPT)(keys=keys, args=args)
     names = [limit.name for limit, _ in rules] + [window.name for window in peeks]
     counts = [limit.count for limit, _ in rules] + [window.count for window in peeks]
     if outcome == "in_use":

@@ -26,6 +26,7 @@ import redis
 
 from .. import extensions
 from ..catalog import ModelSpec
+from ..redis_store import registered, with_retries
 from ..tokens import count_prompt_tokens
 
 log = logging.getLogger("relay.limits")
@@ -102,20 +103,11 @@ def settle(stream_id: str, cost_usd: float) -> None:
 
     Rides out a short Redis outage; after that the reservation expires on its own.
     """
-    store = extensions.redis_store
-    script = store.client.register_script(_SETTLE)
-    deadline = time.monotonic() + SETTLE_RETRY_SECONDS
-    delay = 0.1
-    while True:
-        try:
-            script(keys=[reservations_key(), reservation_key(stream_id)], args=[stream_id, to_micro(cost_usd)])
-            return
-        except (redis.ConnectionError, redis.TimeoutError):
-            if time.monotonic() > deadline:
-                log.error("stream %s: budget not settled (Redis unavailable); its reservation will expire", stream_id)
-                return
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-        except redis.RedisError:
-            log.exception("stream %s: budget not settled", stream_id)
-            return
+    script = registered(extensions.redis_store.client, _SETTLE)
+    keys, args = [reservations_key(), reservation_key(stream_id)], [stream_id, to_micro(cost_usd)]
+    try:
+        with_retries(lambda: script(keys=keys, args=args), SETTLE_RETRY_SECONDS)
+    except (redis.ConnectionError, redis.TimeoutError):
+        log.error("stream %s: budget not settled (Redis unavailable); its reservation will expire", stream_id)
+    except redis.RedisError:
+        log.exception("stream %s: budget not settled", stream_id)

@@ -24,6 +24,8 @@ from typing import Any
 
 import redis
 
+from ..redis_store import registered
+
 TERMINAL_EVENTS = frozenset({"done", "error"})
 CLAIMED_EVENT = "claimed"  # published (never journaled, id 0) when a worker claims the stream
 
@@ -157,9 +159,9 @@ class Journal:
         self.retention_s = retention_s
         self.maxlen = maxlen
         self.orphan_grace_s = orphan_grace_s
-        self._append = client.register_script(_APPEND)
-        self._create = client.register_script(_CREATE)
-        self._claim = client.register_script(_CLAIM)
+        self._append = registered(client, _APPEND)
+        self._create = registered(client, _CREATE)
+        self._claim = registered(client, _CLAIM)
 
     def _key(self, stream_id: str, part: str) -> str:
         return f"{self.prefix}stream:{{{stream_id}}}:{part}"
