@@ -181,6 +181,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
+    _s("PLAN_MAX_TOKENS", 1000, int, "most tokens a model may answer POST /ai/plan with"),
+    _s("PLAN_MAX_ACTIONS", 10, int, "most actions one plan may propose; more are rejected"),
 
 
 def _raw_value(setting: Setting, env: Mapping[str, str]) -> str | None:

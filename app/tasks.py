@@ -6,7 +6,7 @@ from celery import Celery, Task
 from celery.signals import worker_init, worker_process_init, worker_ready
 from flask import Flask
 
-TASK_MODULES = ("workers.generate", "workers.deliver")
+TASK_MODULES = ("workers.generate", "workers.deliver", "workers.plan")
 
 
 def celery_init_app(app: Flask) -> Celery:

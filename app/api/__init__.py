@@ -2,6 +2,7 @@
 
 from .actions import bp as actions_bp
 from .admin import bp as admin_bp
+from .ai import bp as ai_bp
 from .api_keys import bp as api_keys_bp
 from .conversations import bp as conversations_bp
 from .health import bp as health_bp
@@ -24,6 +25,7 @@ BLUEPRINTS = (
     usage_bp,
     actions_bp,
     webhooks_bp,
+    ai_bp,
     openapi_bp,
     widget_bp,
 )

@@ -48,8 +48,10 @@ _STATUS = {
     415: "Body is not JSON (Content-Type: application/json)",
     422: "Validation error (unknown fields and query parameters included)",
     429: "rate_limited, quota_exceeded or budget_exceeded; details.limit names the limit",
+    502: "The model's provider failed, or its answer was no plan (provider_error, plan_unparseable)",
     503: "dependency_unavailable (Redis, the database or the broker)",
 }
+    504: "No worker's answer in time (plan_timeout)",
 _DIGITS = {"type": "string", "pattern": "^[0-9]+$"}
 _HEADERS = {
     "X-Request-ID": {"required": True, "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"},

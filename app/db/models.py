@@ -216,3 +216,29 @@ class WebhookEvent(Base):
     tenant_id: Mapped[str | None] = mapped_column(String(32), index=True)
     delivery_id: Mapped[str | None] = mapped_column(String(32))
     body: Mapped[dict] = mapped_column(JSON)
+
+
+class Plan(Base):
+    """A model's proposal of actions (POST /ai/plan), kept with its cost; executed at most once.
+
+    status: pending (queued) -> running (a worker claimed it) -> ready | failed, or pending ->
+    expired (the request gave up first); ready -> executed by one conditional UPDATE."""
+
+    __tablename__ = "plans"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    created_by: Mapped[str] = mapped_column(String(300))
+    prompt: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    actions: Mapped[list | None] = mapped_column(JSON)  # [{"action", "payload"}]: registered, object payloads
+    rejected: Mapped[list | None] = mapped_column(JSON)  # [{"action", "payload", "reason"}]
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Numeric(12, 6, asdecimal=False))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    executed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_plans_tenant_id_created_at", "tenant_id", "created_at"),)
