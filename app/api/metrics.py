@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, request
 
 from ..errors import unauthorized
 from ..observability import metrics_text
+from ..readiness import scrape_gauges
 
 bp = Blueprint("metrics", __name__)
 
@@ -31,4 +32,4 @@ def metrics():
         if scheme.lower() != "bearer" or not matches:
             raise unauthorized("invalid_token", "This endpoint needs the metrics token.")
     body, content_type = metrics_text()
-    return Response(body, content_type=content_type)
+    return Response(body + scrape_gauges(current_app.config), content_type=content_type)

@@ -94,3 +94,18 @@ def test_the_metrics_token_is_compared_in_constant_time(guarded, monkeypatch):
         client.get("/metrics", headers={"Authorization": f"Bearer {supplied}"})
     assert len(compared) == 3
     assert {len(a) for a, _ in compared} == {len(b) for _, b in compared} == {32}
+
+
+def test_scrapes_carry_dependency_and_budget_gauges(make_app, key_prefix):
+    """The alert rules' inputs (deploy/prometheus/alerts.yml): dependencies up, spend against the budgets."""
+    app = make_app(REDIS_KEY_PREFIX=f"{key_prefix}gauges-{secrets.token_hex(3)}:", DAILY_SPEND_CEILING_USD="2.5")
+    day = int(app.extensions["relay.streams"].journal.client.time()[0] // 86400)
+    prefix = app.config["REDIS_KEY_PREFIX"]
+    app.extensions["relay.streams"].journal.client.set(f"{prefix}budget:global:{day}", 1_250_000)  # $1.25
+    families = {f.name: f for f in text_string_to_metric_families(app.test_client().get("/metrics").get_data(True))}
+    up = {s.labels["dependency"]: s.value for s in families["relay_dependency_up"].samples}
+    assert up["redis"] == 1 and up["database"] == 1 and up["workers"] == 0  # no worker runs in this test
+    spent = {s.labels["budget"]: s.value for s in families["relay_budget_spent_usd"].samples}
+    ceiling = {s.labels["budget"]: s.value for s in families["relay_budget_ceiling_usd"].samples}
+    assert spent == {"daily": 1.25, "anonymous": 0.0}
+    assert ceiling == {"daily": 2.5, "anonymous": 5.0}
