@@ -28,14 +28,7 @@ def _audit_filter(session, args: dict[str, Any]) -> audit_queries.AuditFilter | 
         principal_ids = audit_queries.principal_ids(session, args["user_id"], args.get("tenant"))
         if not principal_ids:
             return None
-    return audit_queries.AuditFilter(
-        type=args.get("type"),
-        since=args["since"].astimezone(UTC) if "since" in args else None,
-        until=args["until"].astimezone(UTC) if "until" in args else None,
-        principal_ids=principal_ids,
-        before_id=int(args["cursor"]) if "cursor" in args else None,
-        limit=args["limit"],
-    )
+    return audit_queries.AuditFilter.from_query(args, principal_ids)
 
 
 @click.command("audit")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
 from flask import Blueprint, request
 
 from ..auth import current_principal, require_scopes
@@ -25,14 +23,7 @@ def audit_log():
     principal = current_principal()
     with database.session() as session:
         principal_ids = queries.tenant_principal_ids(session, principal, args["user_id"]) if "user_id" in args else ()
-        query = queries.AuditFilter(
-            type=args.get("type"),
-            since=args["since"].astimezone(UTC) if "since" in args else None,
-            until=args["until"].astimezone(UTC) if "until" in args else None,
-            principal_ids=principal_ids,
-            before_id=int(args["cursor"]) if "cursor" in args else None,
-            limit=args["limit"],
-        )
+        query = queries.AuditFilter.from_query(args, principal_ids)
         rows = queries.list_events(session, principal, query)
         events = [queries.event_dict(event) for event in rows[: query.limit]]
     next_cursor = events[-1]["id"] if len(rows) > query.limit else None

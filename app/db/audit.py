@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -23,6 +24,18 @@ class AuditFilter:
     principal_ids: tuple[str, ...] = ()
     before_id: int | None = None
     limit: int = 50
+
+    @classmethod
+    def from_query(cls, args: Mapping[str, Any], principal_ids: tuple[str, ...] = ()) -> AuditFilter:
+        """From the loaded audit query (the schema of /admin/audit and `flask relay audit`)."""
+        return cls(
+            type=args.get("type"),
+            since=args["since"].astimezone(UTC) if "since" in args else None,
+            until=args["until"].astimezone(UTC) if "until" in args else None,
+            principal_ids=principal_ids,
+            before_id=int(args["cursor"]) if "cursor" in args else None,
+            limit=args["limit"],
+        )
 
 
 def add_event(session: Session, **fields: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
@@ -13,16 +13,22 @@ from ..principal import Principal
 from .models import Conversation, Message, Stream, new_id, utcnow
 
 TITLE_CHARS = 80
+T = TypeVar("T")
+
+
+def _get_owned(session: Session, model: type[T], principal: Principal, row_id: str, thing: str) -> T:
+    """The caller's row; 404 when unknown, 403 (naming the thing) when another's."""
+    row = session.get(model, row_id)
+    if row is None:
+        raise not_found(thing)
+    if row.owner_id != principal.id:  # type: ignore[attr-defined] - every owned table has owner_id
+        raise forbidden(thing)
+    return row
 
 
 def get_owned_conversation(session: Session, principal: Principal, conversation_id: str) -> Conversation:
     """The caller's conversation; 404 when unknown, 403 when another's."""
-    conversation = session.get(Conversation, conversation_id)
-    if conversation is None:
-        raise not_found("conversation")
-    if conversation.owner_id != principal.id:
-        raise forbidden("conversation")
-    return conversation
+    return _get_owned(session, Conversation, principal, conversation_id, "conversation")
 
 
 def record_user_turn(
@@ -159,12 +165,7 @@ def get_stream(session: Session, stream_id: str) -> Stream | None:
 
 def get_owned_stream(session: Session, principal: Principal, stream_id: str) -> Stream:
     """The caller's stream row; 404 when unknown, 403 when another's."""
-    stream = session.get(Stream, stream_id)
-    if stream is None:
-        raise not_found("stream")
-    if stream.owner_id != principal.id:
-        raise forbidden("stream")
-    return stream
+    return _get_owned(session, Stream, principal, stream_id, "stream")
 
 
 def finish_stream(
