@@ -16,6 +16,7 @@ Tokenizers load lazily, once per process.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import gzip
@@ -122,6 +123,7 @@ def _local_counter(path: str) -> Callable[[str], int]:
     from llama_cpp import Llama
 
     vocab = Llama(model_path=path, vocab_only=True, verbose=False)
+    atexit.register(vocab.close)  # llama_cpp's own __del__ fails once the interpreter is tearing down
 
     def count(text: str) -> int:
         return len(vocab.tokenize(text.encode("utf-8", "surrogatepass"), add_bos=False, special=False))

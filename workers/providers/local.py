@@ -9,6 +9,7 @@ such a build dies with SIGILL on hosts without those extensions.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import sys
@@ -53,6 +54,7 @@ class LocalProvider(Provider):
                     n_threads=self.settings["LOCAL_MODEL_THREADS"],
                     verbose=False,
                 )
+                atexit.register(self._llama.close)  # before the interpreter tears llama_cpp down
             except (OSError, ValueError, RuntimeError) as exc:  # a missing, truncated or foreign file
                 log.error("local model could not be loaded: %s", exc)
                 raise ProviderError("the local model could not be loaded") from None
