@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import kombu.exceptions
@@ -128,11 +129,38 @@ def error_response(
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    response = jsonify(error_body(status, code, message, details))
+    render = _dialect()
+    if render is not None:  # a URL prefix with an error shape of its own (the OpenAI-compatible /v1)
+        status, body, extra = render(status, code, message, details or {})
+        response, headers = jsonify(body), {**(headers or {}), **extra}
+    else:
+        response = jsonify(error_body(status, code, message, details))
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+# -- Another error shape for the requests under a URL prefix (the OpenAI-compatible /v1) --------
+# render(status, code, message, details) -> (status, body, extra headers)
+ErrorDialect = Callable[[int, str, str, dict[str, Any]], tuple[int, dict[str, Any], dict[str, str]]]
+ERROR_DIALECTS = "relay.error_dialects"
+
+
+def register_dialect(app: Flask, prefix: str, render: ErrorDialect) -> None:
+    """Every error of a request under `prefix` (from any layer: all come through error_response)
+    is rendered by `render` instead of in the contract's shape."""
+    app.extensions.setdefault(ERROR_DIALECTS, {})[prefix.rstrip("/")] = render
+
+
+def _dialect() -> ErrorDialect | None:
+    if not request:  # no request: the contract's shape
+        return None
+    path = request.path
+    for prefix, render in current_app.extensions.get(ERROR_DIALECTS, {}).items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return render
+    return None
 
 
 def _from_http_exception(exc: HTTPException) -> Response:

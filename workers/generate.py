@@ -19,6 +19,7 @@ from app.db import queries
 from app.limits.budget import settle as settle_budget
 from app.observability import LLM_COST, STREAM_TTFT, STREAMS_TOTAL
 from app.streams import CLAIM_REFUSED, CLAIMED_CANCELLED, REJECTED_CANCELLED, REJECTED_ENDED, StreamRuntime
+from app.streams.job import GenerationJob
 
 from .cancel_watch import Cancelled, CancelWatcher, Watch
 from .liveness import worker_id
@@ -52,19 +53,22 @@ class _Progress:
 
 
 @shared_task(name="workers.generate", ignore_result=True, acks_late=True)
-def generate(stream_id: str, model: str, messages: list[dict[str, str]], max_tokens: int, cost_cap_usd: float) -> None:
-    """Stream one reply. Idempotent: a stream is claimed once, so a redelivered job does nothing."""
+def generate(job: dict) -> None:
+    """Stream one reply (`job` is a GenerationJob's dict). Idempotent: a stream is claimed once,
+    so a redelivered job does nothing."""
+    work = GenerationJob.from_dict(job)
+    stream_id = work.stream_id
     runtime: StreamRuntime = current_app.extensions["relay.streams"]
     journal = runtime.journal
     claim = _with_redis_retries(lambda: journal.claim(stream_id, worker_id()), "claim", stream_id)
     if claim is None or claim == CLAIM_REFUSED:
         log.info("stream %s already claimed or ended; skipping", stream_id)
         return
-    spec = runtime.catalog.get(model)
+    spec = runtime.catalog.get(work.model)
     progress = _Progress()
     if spec is None:  # the API's catalog has it, this worker's not (e.g. a different MODELS_FILE)
-        log.error("stream %s: model %r is not in this worker's catalog", stream_id, model)
-        spec = ModelSpec(model, "unknown", model, 0.0, 0.0)  # nothing was sent: nothing to pay
+        log.error("stream %s: model %r is not in this worker's catalog", stream_id, work.model)
+        spec = ModelSpec(work.model, "unknown", work.model, 0.0, 0.0)  # nothing was sent: nothing to pay
         _finish(runtime, stream_id, spec, progress, ("provider_error", "This worker does not serve that model."))
         return
     error = None
@@ -74,8 +78,8 @@ def generate(stream_id: str, model: str, messages: list[dict[str, str]], max_tok
         else:
             provider = get_provider(spec.provider, runtime.settings)
             # Settled as is when the provider reports no usage (an early stop, a server that omits it).
-            progress.prompt_tokens = tokens.count_prompt_tokens(spec, messages)
-            _run_provider(journal, stream_id, provider, spec, messages, max_tokens, cost_cap_usd, progress)
+            progress.prompt_tokens = tokens.count_prompt_tokens(spec, work.messages)
+            _run_provider(journal, work, provider, spec, progress)
     except ProviderError as exc:
         log.warning("stream %s: provider error: %s", stream_id, exc)
         error = ("provider_error", str(exc))
@@ -85,13 +89,14 @@ def generate(stream_id: str, model: str, messages: list[dict[str, str]], max_tok
     _finish(runtime, stream_id, spec, progress, error)
 
 
-def _run_provider(journal, stream_id, provider, spec, messages, max_tokens, cost_cap_usd, progress) -> None:
+def _run_provider(journal, job: GenerationJob, provider, spec, progress) -> None:
+    stream_id, max_tokens, cost_cap_usd = job.stream_id, job.max_tokens, job.cost_cap_usd
     attempt = 0
     while True:
         try:
             with (
                 _cancel_watcher(journal).watch(stream_id) as watch,
-                closing(provider.stream(spec, messages, max_tokens)) as deltas,
+                closing(provider.stream(spec, job.messages, max_tokens, job.sampling)) as deltas,
             ):
                 for delta in _watched(deltas, watch):
                     if not _take(journal, stream_id, spec, delta, max_tokens, cost_cap_usd, progress):

@@ -7,6 +7,7 @@ from .api_keys import bp as api_keys_bp
 from .conversations import bp as conversations_bp
 from .health import bp as health_bp
 from .metrics import bp as metrics_bp
+from .openai import bp as openai_bp
 from .openapi import bp as openapi_bp
 from .sessions import bp as sessions_bp
 from .stream import bp as stream_bp
@@ -26,6 +27,7 @@ BLUEPRINTS = (
     actions_bp,
     webhooks_bp,
     ai_bp,
+    openai_bp,
     openapi_bp,
     widget_bp,
 )

@@ -21,6 +21,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 EVENT_STREAM = "text/event-stream"  # a response value: the stream's events (app/schemas/events.py)
 NO_BODY = None  # a response value: no body (204)
 
+
+@dataclass(frozen=True)
+class Content:
+    """A response value of several media types: {media type: its OpenAPI media type object}."""
+
+    media: Mapping[str, dict[str, Any]]
+
+
 # A schema class or instance, a function of the app's config that returns one, or plain JSON Schema.
 SchemaSource = type[Schema] | Schema | Callable[[Mapping[str, Any]], Schema] | dict[str, Any]
 
@@ -42,6 +50,8 @@ class Doc:
     links: Mapping[int, Mapping[str, dict[str, Any]]] = field(default_factory=dict)
     security: tuple[dict[str, list[str]], ...] = ()  # only for credentials `require_scopes` does not check
     description: str = ""
+    error_schema: SchemaSource | None = None  # the errors' shape when not the contract's (/v1: OpenAI's)
+    error_statuses: Mapping[int, int] = field(default_factory=dict)  # a status answered as another (/v1: 422 as 400)
 
 
 def doc(summary: str, responses: Mapping[int, Any], *, method: str | None = None, **options: Any) -> Callable[[F], F]:

@@ -26,7 +26,7 @@ from .. import __version__
 from ..schemas.common import ErrorSchema
 from ..schemas.events import EVENTS
 from ..schemas.query import QUERY_SCHEMAS, VIEW_LOADED
-from ._doc import EVENT_STREAM, Doc, doc_of
+from ._doc import EVENT_STREAM, Content, Doc, doc_of
 from ._doc_external import external_docs
 
 bp = Blueprint("openapi", __name__)
@@ -50,8 +50,8 @@ _STATUS = {
     429: "rate_limited, quota_exceeded or budget_exceeded; details.limit names the limit",
     502: "The model's provider failed, or its answer was no plan (provider_error, plan_unparseable)",
     503: "dependency_unavailable (Redis, the database or the broker)",
-}
     504: "No worker's answer in time (plan_timeout)",
+}
 _DIGITS = {"type": "string", "pattern": "^[0-9]+$"}
 _HEADERS = {
     "X-Request-ID": {"required": True, "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"},
@@ -135,6 +135,8 @@ def _success(status: int, answer: Any, limited: bool, extra: Mapping[str, Any] |
         }
     elif isinstance(answer, tuple):
         response["content"] = {answer[0]: {"schema": answer[1]}}
+    elif isinstance(answer, Content):
+        response["content"] = {media: dict(item) for media, item in answer.media.items()}
     elif answer is not None:
         response["content"] = {"application/json": {"schema": answer}}
     response["headers"] = _headers(status, limited, extra)
@@ -165,6 +167,7 @@ def _operation(app: Flask, rule: Rule, method: str, doc: Doc) -> dict[str, Any]:
         errors |= {400, 413, 415, 422}
     if query is not None:
         errors.add(422)
+    errors = {doc.error_statuses.get(status, status) for status in errors}
     responses = {
         str(status): _success(status, answer, limited, doc.response_headers.get(status))
         for status, answer in doc.responses.items()
@@ -174,7 +177,7 @@ def _operation(app: Flask, rule: Rule, method: str, doc: Doc) -> dict[str, Any]:
     for status in sorted(errors):
         headers = _headers(status, limited, doc.response_headers.get(status))
         responses[str(status)] = {"description": _STATUS[status], "headers": headers,
-                                  "content": {"application/json": {"schema": ErrorSchema}}}  # fmt: skip
+                                  "content": {"application/json": {"schema": doc.error_schema or ErrorSchema}}}  # fmt: skip
     operation: dict[str, Any] = {
         "operationId": f"{endpoint}.{method.lower()}",
         "summary": doc.summary,

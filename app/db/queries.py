@@ -40,10 +40,12 @@ def record_user_turn(
     message: str,
     stream_id: str,
     model: str,
+    turns: list[dict[str, str]] | None = None,
 ) -> None:
     """Write what a new stream starts with, in few statements: the conversation
-    (when new), the user's message and the stream row. Core inserts: this is
-    on the request path of every stream."""
+    (when new, titled after `message`), the user's message (or `turns`, every
+    message the caller sent, stored as given) and the stream row. Core inserts:
+    this is on the request path of every stream."""
     now = utcnow()
     if new_conversation:
         title = " ".join(message.split())[:TITLE_CHARS]
@@ -61,11 +63,17 @@ def record_user_turn(
     else:
         session.execute(update(Conversation).where(Conversation.id == conversation_id).values(updated_at=now))
         seq = _next_seq(conversation_id)
-    session.execute(
-        insert(Message).values(
-            id=new_id(), conversation_id=conversation_id, seq=seq, role="user", content=message, created_at=now
+    for offset, turn in enumerate(turns or [{"role": "user", "content": message}]):
+        session.execute(
+            insert(Message).values(
+                id=new_id(),
+                conversation_id=conversation_id,
+                seq=seq + offset if new_conversation else seq,  # the subquery counts the rows before it
+                role=turn["role"],
+                content=turn["content"],
+                created_at=now,
+            )
         )
-    )
     session.execute(
         insert(Stream).values(
             id=stream_id,

@@ -41,6 +41,9 @@ QUERY_SCHEMAS: dict[str, type[Schema]] = {
     "api_keys.create": NoQuerySchema,
     "api_keys.list_all": NoQuerySchema,
     "api_keys.revoke": NoQuerySchema,
+    "openai.models": NoQuerySchema,
+    "openai.model": NoQuerySchema,
+    "openai.chat_completions": NoQuerySchema,
 }
 VIEW_LOADED = frozenset({("stream.start", "GET"), ("admin.audit_log", "GET")})
 

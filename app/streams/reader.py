@@ -6,10 +6,16 @@ dropped, and any gap (or a RESYNC from the hub) is filled from the journal.
 While silent, the reader sends heartbeats and watches for a job no worker
 took (`no_worker`), a worker gone silent (`stalled`) or a worker process gone
 (`worker_lost`), recording any of them as the stream's terminal event. Those
-decisions compare times on Redis's clock only.
+decisions compare times on Redis's clock only. When the process shuts down
+(the hub's DRAIN), the reader ends the response cleanly after its last whole
+event: the client resumes with Last-Event-ID on another process.
 
 The reader never loops without waiting: after every check of the journal its
 next check is at least MIN_CHECK_SECONDS away, whatever the journal holds.
+
+`read_events` yields what the reader sees (journal events, HEARTBEAT, a
+LocalError); `stream_events` frames it as Relay's SSE. Other framings (the
+OpenAI-compatible API) render the same items their own way.
 """
 
 from __future__ import annotations
@@ -23,13 +29,26 @@ import redis
 
 from ..observability import STREAMS_ACTIVE, STREAMS_TOTAL
 from . import sse
-from .hub import RESYNC, WORKER_CHECK, Subscription
+from .hub import DRAIN, RESYNC, WORKER_CHECK, Subscription
 from .journal import CLAIMED_EVENT, Event, Journal, error_data
 from .presence import PresenceKeeper, WorkerWatch
 
 log = logging.getLogger("relay.streams.reader")
 
 MIN_CHECK_SECONDS = 0.25
+HEARTBEAT = "heartbeat"  # an item of read_events: nothing happened for HEARTBEAT_SECONDS
+
+
+@dataclass(frozen=True)
+class LocalError:
+    """An item of read_events: a terminal error the journal could not record (no id)."""
+
+    code: str
+    detail: str
+    retry_after: int | None = None
+
+
+Item = Event | LocalError | str
 
 
 @dataclass(frozen=True)
@@ -84,7 +103,7 @@ class _Reader:
             self.worker = worker
             self.watchers.workers.add(worker, self.sub)
 
-    def take(self, events: list[Event]) -> Iterator[str]:
+    def take(self, events: list[Event]) -> Iterator[Event]:
         for event in events:
             if event.id <= self.last:
                 continue
@@ -92,7 +111,7 @@ class _Reader:
             if event.event == "message_chunk":
                 self.started = True
             self._quiet_from_now()
-            yield sse.frame(event)
+            yield event
             if event.terminal:
                 self.ended = True
                 return
@@ -151,11 +170,33 @@ def stream_events(
     stream_id: str, after: int, journal: Journal, sub: Subscription, timing: Timing, watchers: Watchers
 ) -> Iterator[str]:
     """SSE text for one client; `sub` is already confirmed. The caller unsubscribes."""
+    return as_sse(read_events(stream_id, after, journal, sub, timing, watchers))
+
+
+def as_sse(items: Iterator[Item]) -> Iterator[str]:
+    """Relay's SSE framing of what a reader sees, from the `retry:` preamble on."""
+    yield sse.PREAMBLE
+    try:
+        for item in items:
+            if isinstance(item, Event):
+                yield sse.frame(item)
+            elif isinstance(item, LocalError):
+                yield sse.local_error(item.code, item.detail, item.retry_after)
+            else:
+                yield sse.heartbeat()
+    finally:
+        items.close()  # type: ignore[attr-defined] - its cleanup runs now, not when collected
+
+
+def read_events(
+    stream_id: str, after: int, journal: Journal, sub: Subscription, timing: Timing, watchers: Watchers
+) -> Iterator[Item]:
+    """What one client sees: the events after `after`, in order, to the terminal one; HEARTBEAT
+    while silent; a LocalError when the store is lost. `sub` is already confirmed."""
     reader = _Reader(stream_id, after, journal, timing, sub, watchers)
     STREAMS_ACTIVE.inc()
     watchers.presence.add(stream_id)
     try:
-        yield sse.PREAMBLE
         events, meta = journal.attach(stream_id, reader.last)
         yield from reader.take(events)
         if not reader.ended:
@@ -163,6 +204,8 @@ def stream_events(
         next_heartbeat = time.monotonic() + timing.heartbeat_s
         while not reader.ended:
             item = sub.get(min(next_heartbeat, reader.next_check) - time.monotonic())
+            if item == DRAIN:
+                return  # the process is shutting down: a clean end, which Last-Event-ID resumes elsewhere
             now = time.monotonic()
             if item is not None:
                 yield from reader.take(reader.on_item(item))
@@ -170,14 +213,14 @@ def stream_events(
             elif now >= reader.next_check:
                 yield from reader.take(reader.check())
             if reader.gone:
-                yield sse.local_error("internal", "The stream is no longer available; start a new one.")
+                yield LocalError("internal", "The stream is no longer available; start a new one.")
                 return
             if now >= next_heartbeat and not reader.ended:
-                yield sse.heartbeat()
+                yield HEARTBEAT
                 next_heartbeat = now + timing.heartbeat_s
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         log.warning("stream %s: Redis unavailable while reading (%s)", stream_id, type(exc).__name__)
-        yield sse.local_error("dependency_unavailable", "The stream store is unavailable; resume shortly.", 2)
+        yield LocalError("dependency_unavailable", "The stream store is unavailable; resume shortly.", 2)
     finally:
         watchers.workers.remove(sub)
         watchers.presence.remove(stream_id)

@@ -15,6 +15,7 @@ from ..errors import unavailable
 from ..limits import budget
 from ..redis_store import RedisStore
 from .hub import HubUnavailable, PubSubHub, Subscription
+from .job import GenerationJob
 from .journal import Journal, error_data
 from .presence import PresenceKeeper, WorkerWatch
 from .reader import Timing, Watchers
@@ -84,15 +85,18 @@ class StreamRuntime:
         except HubUnavailable:
             raise unavailable("redis") from None
 
-    def enqueue(self, task: str, queue: str, kwargs: dict[str, Any]) -> bool:
-        """Send a job; a job no worker took in time expires instead of running late.
+    def enqueue(self, job: GenerationJob, queue: str) -> bool:
+        """Send a generation job; a job no worker took in time expires instead of running late.
         False when the broker refused it (the stream then ends with an error)."""
         try:
-            self.celery.send_task(task, kwargs=kwargs, queue=queue, expires=self.settings["QUEUE_TIMEOUT_SECONDS"])
+            self.celery.send_task(
+                "workers.generate",
+                kwargs={"job": job.to_dict()},
+                queue=queue,
+                expires=self.settings["QUEUE_TIMEOUT_SECONDS"],
+            )
             return True
         except (OSError, BrokerError) as exc:
             log.error("broker unavailable: %s", type(exc).__name__)
-            self.journal.append(
-                kwargs["stream_id"], "error", error_data("internal", "The job queue is unavailable.", 5)
-            )
+            self.journal.append(job.stream_id, "error", error_data("internal", "The job queue is unavailable.", 5))
             return False

@@ -6,7 +6,8 @@ import logging
 import secrets
 import time
 import weakref
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..catalog import ModelSpec
@@ -17,7 +18,8 @@ from ..limits import admit_stream
 from ..limits.admission import StreamIdInUse
 from ..principal import Principal
 from ..tokens import count_prompt_tokens
-from .reader import stream_events
+from .job import GenerationJob, Sampling
+from .reader import Item, as_sse, read_events
 from .runtime import StreamRuntime
 
 log = logging.getLogger("relay.streams")
@@ -39,6 +41,22 @@ def new_stream_id() -> str:
 def _queue_for(provider: str) -> str:
     # The CPU-bound local model has its own queue and prefork workers.
     return "generate_local" if provider == "local" else "generate"
+
+
+@dataclass(frozen=True)
+class NewStream:
+    """A stream to start: the whole prompt, what it adds to the conversation, and its bounds."""
+
+    spec: ModelSpec
+    messages: list[dict[str, str]]  # the prompt the provider gets, oldest first
+    title: str  # the conversation's title when it is new
+    conversation_id: str
+    new_conversation: bool
+    max_tokens: int
+    cost_cap_usd: float
+    turns: list[dict[str, str]] | None = None  # stored as given; None: just the new user message
+    sampling: Sampling = field(default_factory=Sampling)
+    cap_field: str = "cost_cap_usd"  # what a cap below the prompt's cost is reported against
 
 
 def start_stream(runtime: StreamRuntime, principal: Principal, request: dict[str, Any]) -> StreamStart:
@@ -63,20 +81,32 @@ def start_stream(runtime: StreamRuntime, principal: Principal, request: dict[str
         with runtime.database.session() as session:
             queries.get_owned_conversation(session, principal, conversation_id)
             history = queries.recent_messages(session, conversation_id, runtime.settings["CONTEXT_MESSAGES"] - 1)
-    new_conversation = conversation_id is None
-    conversation_id = conversation_id or new_id()
+    new = NewStream(
+        spec=spec,
+        messages=[*history, {"role": "user", "content": message}],
+        title=message,
+        conversation_id=conversation_id or new_id(),
+        new_conversation=conversation_id is None,
+        max_tokens=request.get("max_tokens") or runtime.settings["MAX_TOKENS_PER_REQUEST"],
+        cost_cap_usd=request.get("cost_cap_usd") or runtime.settings["DEFAULT_COST_CAP_USD"],
+    )
+    return _start(runtime, principal, new, chosen_id or new_stream_id())
 
-    stream_id = chosen_id or new_stream_id()
-    messages = [*history, {"role": "user", "content": message}]
-    max_tokens = request.get("max_tokens") or runtime.settings["MAX_TOKENS_PER_REQUEST"]
-    cost_cap_usd = request.get("cost_cap_usd") or runtime.settings["DEFAULT_COST_CAP_USD"]
-    prompt_usd = _prompt_cost(spec, messages, cost_cap_usd)
+
+def start_conversation(runtime: StreamRuntime, principal: Principal, new: NewStream) -> StreamStart:
+    """Start a stream whose whole prompt the caller gave (`new.turns`, stored as a new conversation)."""
+    return _start(runtime, principal, new, new_stream_id())
+
+
+def _start(runtime: StreamRuntime, principal: Principal, new: NewStream, stream_id: str) -> StreamStart:
+    spec = new.spec
+    prompt_usd = _prompt_cost(spec, new.messages, new.cost_cap_usd, new.cap_field)
     # Rate limits, quotas and the budget reservation (429 when refused); the worker settles it.
     try:
-        admission = admit_stream(principal, spec, stream_id, messages, max_tokens, cost_cap_usd)
+        admission = admit_stream(principal, spec, stream_id, new.messages, new.max_tokens, new.cost_cap_usd)
     except StreamIdInUse:
         return _attach_once_created(runtime, principal, stream_id)
-    first = {"stream_id": stream_id, "conversation_id": conversation_id, "model": spec.id}
+    first = {"stream_id": stream_id, "conversation_id": new.conversation_id, "model": spec.id}
     fields = {"owner": principal.id, "model": spec.id, "prompt_usd": repr(prompt_usd)}
     try:
         owner = runtime.journal.create(stream_id, fields, "stream", first)
@@ -87,19 +117,19 @@ def start_stream(runtime: StreamRuntime, principal: Principal, request: dict[str
         admission.release()
         return _attach_or_refuse(principal, stream_id, owner)
 
-    job = {"stream_id": stream_id, "model": spec.id, "messages": messages, "max_tokens": max_tokens}
-    if not runtime.enqueue(
-        "workers.generate", queue=_queue_for(spec.provider), kwargs={**job, "cost_cap_usd": cost_cap_usd}
-    ):
+    job = GenerationJob(stream_id, spec.id, new.messages, new.max_tokens, new.cost_cap_usd, new.sampling)
+    if not runtime.enqueue(job, queue=_queue_for(spec.provider)):
         admission.release()  # the stream already ended with an error; nothing will run or settle
-    rows = {"conversation_id": conversation_id, "new_conversation": new_conversation, "message": message}
+    rows = {"conversation_id": new.conversation_id, "new_conversation": new.new_conversation, "message": new.title}
+    if new.turns is not None:
+        rows["turns"] = new.turns
     # The rows are written beside the response rather than before it: a failure
     # still ends the stream (error event) and stops the job, and costs no latency.
     runtime.rows.submit(principal, {**rows, "stream_id": stream_id, "model": spec.id})
     return StreamStart(stream_id, 0)
 
 
-def _prompt_cost(spec: ModelSpec, messages: list[dict[str, str]], cost_cap_usd: float) -> float:
+def _prompt_cost(spec: ModelSpec, messages: list[dict[str, str]], cost_cap_usd: float, cap_field: str) -> float:
     """The prompt's own cost at the model's input price; a cap below it is a 422 (the provider
     bills the prompt whatever the cap)."""
     if not spec.price_in_per_mtok:
@@ -107,7 +137,7 @@ def _prompt_cost(spec: ModelSpec, messages: list[dict[str, str]], cost_cap_usd: 
     prompt_usd = spec.cost(count_prompt_tokens(spec, messages), 0)
     if cost_cap_usd < prompt_usd:
         message = f"Below this prompt's own cost ({prompt_usd:.8f} USD at {spec.id}'s input price)."
-        raise validation_error({"cost_cap_usd": [message]}, "cost_cap_usd is below the prompt's cost.")
+        raise validation_error({cap_field: [message]}, f"{cap_field} is below the prompt's cost.")
     return prompt_usd
 
 
@@ -166,19 +196,23 @@ def check_attach(runtime: StreamRuntime, principal: Principal, stream_id: str, a
 
 
 class EventStream:
-    """The body of one SSE response. Its subscription is released exactly once: when the
-    events end, when the response is closed (even if never iterated), or at the latest
-    when the body is garbage-collected after a failure before streaming."""
+    """The body of one response: what a reader sees, rendered (Relay's SSE by default). Its
+    subscription is released exactly once: when the items end, when the response is closed
+    (even if never iterated), or at the latest when the body is garbage-collected after a
+    failure before streaming."""
 
-    def __init__(self, runtime: StreamRuntime, stream_id: str, after: int) -> None:
+    def __init__(
+        self, runtime: StreamRuntime, stream_id: str, after: int, render: Callable[[Iterator[Item]], Iterator[Any]]
+    ) -> None:
         sub = runtime.subscribe(stream_id)  # confirmed now, so errors surface before the response starts
         self._release = weakref.finalize(self, runtime.hub.unsubscribe, sub)
-        self._events = stream_events(stream_id, after, runtime.journal, sub, runtime.timing, runtime.watchers)
+        self._items = read_events(stream_id, after, runtime.journal, sub, runtime.timing, runtime.watchers)
+        self._events = render(self._items)
 
     def __iter__(self) -> EventStream:
         return self
 
-    def __next__(self) -> str:
+    def __next__(self) -> Any:
         try:
             return next(self._events)
         except BaseException:
@@ -186,16 +220,26 @@ class EventStream:
             raise
 
     def close(self) -> None:
-        """End the events (their own cleanup runs if they started) and release the subscription."""
+        """End the rendering and the items (their own cleanup runs if they started), and release
+        the subscription."""
         try:
-            self._events.close()
+            for part in (self._events, self._items):
+                close = getattr(part, "close", None)
+                if close is not None:
+                    close()
         finally:
             self._release()
 
 
-def open_events(runtime: StreamRuntime, stream_id: str, after: int) -> EventStream:
-    """Subscribe (confirmed) now, so errors surface before the response starts."""
-    return EventStream(runtime, stream_id, after)
+def open_events(
+    runtime: StreamRuntime,
+    stream_id: str,
+    after: int,
+    render: Callable[[Iterator[Item]], Iterator[Any]] = as_sse,
+) -> EventStream:
+    """Subscribe (confirmed) now, so errors surface before the response starts; `render` turns
+    what the reader sees into the body (Relay's SSE unless told otherwise)."""
+    return EventStream(runtime, stream_id, after, render)
 
 
 def cancel_stream(runtime: StreamRuntime, principal: Principal, stream_id: str) -> None:

@@ -18,6 +18,8 @@ Replies are deterministic. The last user message steers the reply:
                    (a server that overruns it; Relay's own guard must stop it)
   "#no_usage=1"    never send usage, even when stream_options asks for it
   "#bad_chars=1"   the reply holds NUL and a lone surrogate (JSON escapes \\u0000, \\ud800)
+  "#echo_request"  the reply is the JSON of what the request's messages and sampling
+                   options were (messages, temperature, top_p, stop), in 3-character pieces
 otherwise the reply is REPLY, one word a chunk. Server-wide timing comes from
 the command line (first-token delay, delay between chunks). GET /stats
 reports requests served and the most streams in flight at once.
@@ -108,7 +110,12 @@ class FakeOpenAI:
                 status = directives["fail_once"]
                 start_response(f"{status} Fake Failure", [("Content-Type", "application/json")])
                 return [json.dumps({"error": {"message": "fake failure (once)", "type": "server_error"}}).encode()]
-        pieces = split_reply(last, REPLY)
+        if "#echo_request" in last:
+            received = {name: body.get(name) for name in ("messages", "temperature", "top_p", "stop")}
+            text = json.dumps(received, ensure_ascii=False)
+            pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+        else:
+            pieces = split_reply(last, REPLY)
         max_tokens = len(pieces) if directives.get("ignore_max_tokens") else body.get("max_tokens") or len(pieces)
         finish = "length" if max_tokens < len(pieces) else "stop"
         pieces = pieces[:max_tokens]

@@ -10,7 +10,7 @@ import httpx2
 
 from app.catalog import ModelSpec
 
-from .base import Delta, Provider, ProviderError
+from .base import NO_SAMPLING, Delta, Provider, ProviderError, Sampling
 
 # Error types worth a retry when they arrive as an `error` event inside a 200 stream.
 _RETRYABLE_TYPES = {"rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
@@ -25,13 +25,16 @@ class AnthropicProvider(Provider):
         super().__init__(settings)
         self.client = anthropic.Anthropic(**self.sdk_options("ANTHROPIC", anthropic.Timeout))
 
-    def stream(self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int) -> Iterator[Delta]:
+    def stream(
+        self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int, sampling: Sampling = NO_SAMPLING
+    ) -> Iterator[Delta]:
         system, turns = to_anthropic(messages)
         if not turns:
             raise ProviderError("nothing to send: no user message")
         params: dict[str, Any] = {"model": model.upstream, "max_tokens": max_tokens, "messages": turns}
         if system:
             params["system"] = system
+        params.update(_sampling(sampling))
         stopped = False
         try:
             response = self.client.messages.create(stream=True, **params)
@@ -90,6 +93,15 @@ def to_anthropic(messages: list[dict[str, str]]) -> tuple[str, list[dict[str, st
         else:
             turns.append({"role": role, "content": content})
     return "\n\n".join(system_parts), turns
+
+
+def _sampling(sampling: Sampling) -> dict[str, Any]:
+    """The caller's options in Anthropic's terms: stop sequences are `stop_sequences`."""
+    options: dict[str, Any] = {"temperature": sampling.temperature, "top_p": sampling.top_p}
+    options = {name: value for name, value in options.items() if value is not None}
+    if sampling.stop:
+        options["stop_sequences"] = list(sampling.stop)
+    return options
 
 
 def _input_tokens(usage: Any) -> int:

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.catalog import ModelSpec
+from app.streams.job import Sampling
+
+NO_SAMPLING = Sampling()  # the provider's own defaults
 
 
 @dataclass
@@ -52,5 +55,8 @@ class Provider(ABC):
         }
 
     @abstractmethod
-    def stream(self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int) -> Iterator[Delta]:
-        """Yield deltas of the reply; raise ProviderError on failure."""
+    def stream(
+        self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int, sampling: Sampling = NO_SAMPLING
+    ) -> Iterator[Delta]:
+        """Yield deltas of the reply (system messages and `sampling` passed on in the provider's
+        own terms); raise ProviderError on failure."""

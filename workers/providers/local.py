@@ -19,7 +19,7 @@ from typing import Any
 
 from app.catalog import ModelSpec, local_model_path
 
-from .base import Delta, Provider, ProviderError
+from .base import NO_SAMPLING, Delta, Provider, ProviderError, Sampling
 
 log = logging.getLogger("relay.workers.local")
 # CPU features a portable build must not use: absent on many x86-64 hosts, or not enabled by their kernel.
@@ -61,24 +61,31 @@ class LocalProvider(Provider):
         return self._llama
 
     def _fit_context(self, llama, messages: list[dict[str, str]], max_tokens: int) -> tuple[list[dict[str, str]], int]:
-        """Drop the oldest messages until the prompt and the reply fit the context window."""
+        """Drop the oldest messages until the prompt and the reply fit the context window
+        (system messages stay: they say how to answer)."""
         budget = self.settings["LOCAL_MODEL_CONTEXT"] - max_tokens - 16
         kept = list(messages)
         while True:
             text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in kept)
             count = len(llama.tokenize(text.encode(), add_bos=False, special=True)) + 3
-            if count <= budget or len(kept) == 1:
+            oldest = next((i for i, m in enumerate(kept[:-1]) if m["role"] != "system"), None)
+            if count <= budget or oldest is None:
                 return kept, count
-            kept.pop(0)
+            kept.pop(oldest)
 
-    def stream(self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int) -> Iterator[Delta]:
+    def stream(
+        self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int, sampling: Sampling = NO_SAMPLING
+    ) -> Iterator[Delta]:
         with self._lock:
             llama = self._model()
             max_tokens = min(max_tokens, self.settings["LOCAL_MODEL_CONTEXT"] // 2)
             messages, prompt_tokens = self._fit_context(llama, messages, max_tokens)
             completion_tokens = 0
+            # The model's own chat template (from the GGUF) lays out the system, user and assistant turns.
+            options = _sampling(sampling)
             try:
-                for chunk in llama.create_chat_completion(messages=messages, max_tokens=max_tokens, stream=True):
+                chunks = llama.create_chat_completion(messages=messages, max_tokens=max_tokens, stream=True, **options)
+                for chunk in chunks:
                     choice = chunk["choices"][0]
                     text = choice.get("delta", {}).get("content") or ""
                     if text:
@@ -93,6 +100,15 @@ class LocalProvider(Provider):
                         )
             except ValueError as exc:  # llama.cpp reports prompt/context problems this way
                 raise ProviderError(f"local model failed: {exc}") from None
+
+
+def _sampling(sampling: Sampling) -> dict[str, Any]:
+    """The caller's options as create_chat_completion takes them; what it left out keeps llama.cpp's default."""
+    options: dict[str, Any] = {"temperature": sampling.temperature, "top_p": sampling.top_p}
+    options = {name: value for name, value in options.items() if value is not None}
+    if sampling.stop:
+        options["stop"] = list(sampling.stop)
+    return options
 
 
 def enabled_cpu_features(system_info: str) -> set[str]:

@@ -9,7 +9,7 @@ import openai
 
 from app.catalog import ModelSpec
 
-from .base import Delta, Provider, ProviderError
+from .base import NO_SAMPLING, Delta, Provider, ProviderError, Sampling
 
 
 class OpenAIProvider(Provider):
@@ -19,7 +19,9 @@ class OpenAIProvider(Provider):
         super().__init__(settings)
         self.client = openai.OpenAI(**self.sdk_options("OPENAI", openai.Timeout))
 
-    def stream(self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int) -> Iterator[Delta]:
+    def stream(
+        self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int, sampling: Sampling = NO_SAMPLING
+    ) -> Iterator[Delta]:
         finished = False
         try:
             response = self.client.chat.completions.create(
@@ -28,6 +30,7 @@ class OpenAIProvider(Provider):
                 max_tokens=max_tokens,
                 stream=True,
                 stream_options={"include_usage": True},
+                **_sampling(sampling),
             )
             with response:
                 for chunk in response:
@@ -54,6 +57,15 @@ class OpenAIProvider(Provider):
         if not finished:
             # The body ended without a finish_reason: the reply is incomplete, never a short success.
             raise ProviderError("provider stream ended without a finish_reason", retryable=True)
+
+
+def _sampling(sampling: Sampling) -> dict[str, Any]:
+    """The caller's options as given (OpenAI's own names); what it left out stays out."""
+    options: dict[str, Any] = {"temperature": sampling.temperature, "top_p": sampling.top_p}
+    options = {name: value for name, value in options.items() if value is not None}
+    if sampling.stop:
+        options["stop"] = list(sampling.stop)
+    return options
 
 
 def _finish_reason(reason: str | None) -> str | None:
