@@ -1,18 +1,78 @@
-"""gunicorn settings: gevent workers, many open connections each (SSE streams are long-lived)."""
+"""gunicorn settings: gevent workers, many open connections each (SSE streams are long-lived).
+
+Values come from the environment with the defaults of app/config.py (a test compares them);
+the app is not imported here, so gevent patches each worker before Flask loads.
+On SIGTERM a worker stops accepting, ends every open stream cleanly (the client resumes
+with Last-Event-ID on another process; see docs/operations.md) and exits well within
+GRACEFUL_TIMEOUT, after which gunicorn kills what is left.
+"""
 
 import os
+import signal
+import weakref
+
+from gunicorn.glogging import Logger
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gevent"
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "10000"))
 timeout = 30  # gevent workers heartbeat from their hub; streams may last far longer
-graceful_timeout = 20
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
-accesslog = "-"
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
-# Access lines omit query strings: nothing secret belongs there, and nothing is logged if it does.
+# No access log: the app writes one `relay.request` line per request (request id, principal,
+# route, status, latency), redacted like every other line. gunicorn's own lines (start, stop,
+# worker events) go through Relay's formatter and redaction too (RelayLogger below).
+accesslog = None
+loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
 limit_request_line = 8190
+
+
+class RelayLogger(Logger):
+    """gunicorn's logger with Relay's format (LOG_FORMAT / RELAY_ENV) and redaction on its handlers."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        from app.logs import install, log_format, protect
+
+        settings = {name: os.environ.get(name, "") for name in ("LOG_FORMAT", "RELAY_ENV", "LOG_LEVEL")}
+        settings["LOG_LEVEL"] = settings["LOG_LEVEL"] or "INFO"
+        install(settings)  # the record factory: every record of this process is scrubbed at birth
+        protect(self.error_log.handlers + self.access_log.handlers, log_format(settings))
+
+
+logger_class = RelayLogger
+
+
+_in_flight = weakref.WeakSet()  # requests being answered by this worker
+
+
+def pre_request(worker, req):
+    """Remember the request, so that a shutdown can close its connection once it is answered."""
+    _in_flight.add(req)
+
+
+def _drain_streams_on_sigterm(worker):
+    """Wrap the worker's SIGTERM handler: besides stopping (gunicorn's part), end every open
+    stream cleanly at once, so the worker exits as soon as its short requests are done."""
+    stop = worker.handle_exit
+
+    def handle_exit(sig, frame):
+        stop(sig, frame)
+        import gevent
+
+        gevent.spawn(_drain, worker)  # out of the signal handler: draining takes locks
+
+    signal.signal(signal.SIGTERM, handle_exit)
+
+
+def _drain(worker):
+    from app.streams.hub import drain_all
+
+    for req in list(_in_flight):
+        req.must_close = True  # no keep-alive after a drained stream: the connection closes with it
+    count = drain_all()
+    worker.log.info("SIGTERM: %d open streams told to resume elsewhere", count)
 
 
 def child_exit(server, worker):
@@ -52,3 +112,4 @@ def post_worker_init(worker):
     import gunicorn.util
 
     gunicorn.util.write_error = _write_json_error
+    _drain_streams_on_sigterm(worker)

@@ -15,7 +15,7 @@ from flask import g, has_request_context, request
 
 from .db import audit as queries
 from .extensions import database
-from .observability import redact
+from .logs import redact, security_event
 
 if TYPE_CHECKING:
     from .principal import Principal
@@ -69,7 +69,9 @@ def record_event(
     *,
     tenant_id: str | None = None,
 ) -> None:
-    """Append one event to the audit log; failures are logged, never raised."""
+    """Append one event to the audit log (and its `relay.security` log line); failures are logged, never raised."""
+    cleaned = _clean(details)
+    security_event(event_type, principal, cleaned, tenant_id)
     try:
         with database.session() as session:
             queries.add_event(
@@ -77,7 +79,7 @@ def record_event(
                 type=event_type[:50],
                 tenant_id=tenant_id or (principal.tenant_id if principal else None),
                 principal_id=principal.id if principal else None,
-                details=_clean(details),
+                details=cleaned,
                 **_request_fields(),
             )
     except Exception as exc:  # noqa: BLE001 - the audit log must never break the request it describes

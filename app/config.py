@@ -99,6 +99,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s("WEB_CONCURRENCY", 2, int, "gunicorn worker processes"),
     _s("GUNICORN_WORKER_CONNECTIONS", 10000, int, "open connections per gevent worker"),
     _s("LOG_LEVEL", "INFO", str, "logging level"),
+    _s("LOG_FORMAT", "", str, "json or text; empty: JSON lines in production, text elsewhere"),
+    _s("GRACEFUL_TIMEOUT", 20, int, "seconds a web process has after SIGTERM to close its streams and exit"),
+    _s("WORKER_SHUTDOWN_GRACE_SECONDS", 30.0, float, "after SIGTERM, a worker's generations may finish this long"),
     _s("PUBLIC_URL", "", str, "where users reach Relay; printed by `make run`"),
     # Stores
     _s("DATABASE_URL", "", str, "SQLAlchemy URL; empty: SQLite in instance/relay.db"),

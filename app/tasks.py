@@ -92,6 +92,12 @@ def _serve_hooks(app: Flask) -> None:
         if not isinstance(getattr(sender, "pool", None), PreforkPool):  # prefork: each child starts its own
             serving()
 
+    def lifecycle(**_: object) -> None:
+        from workers import lifecycle  # the stream log line, and the shutdown grace
+
+        lifecycle.install(app)
+
     # One app per worker process; the uid keeps apps built later (tests) from stacking handlers.
+    worker_init.connect(lifecycle, weak=False, dispatch_uid="relay.lifecycle")
     worker_process_init.connect(serving, weak=False, dispatch_uid="relay.serving")
     worker_ready.connect(ready, weak=False, dispatch_uid="relay.ready")

@@ -7,6 +7,11 @@ that then replays the journal cannot miss an event. The hub never blocks on a
 reader: each has a bounded queue, and a full queue is replaced by a RESYNC
 marker (the reader re-reads the journal). After the connection drops and
 comes back, every channel is subscribed again and each reader gets RESYNC.
+
+When the process shuts down (gunicorn's SIGTERM, see gunicorn.conf.py),
+`drain_all()` gives every reader, and every reader that subscribes from then
+on, a DRAIN marker: each ends its response cleanly after its last whole
+event, and the client resumes with Last-Event-ID on another process.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import redis
@@ -26,6 +32,8 @@ log = logging.getLogger("relay.streams.hub")
 
 RESYNC = "resync"  # marker: events may have been missed; re-read the journal
 WORKER_CHECK = "worker_check"  # marker: the stream's worker looks gone; check it now
+DRAIN = "drain"  # marker: this process is shutting down; end the response cleanly now
+_HUBS: weakref.WeakSet[PubSubHub] = weakref.WeakSet()  # every hub of this process, for drain_all()
 
 
 class HubUnavailable(RuntimeError):
@@ -38,14 +46,25 @@ class Subscription:
     def __init__(self, channel: str, size: int) -> None:
         self.channel = channel
         self.queue: queue.Queue[Event | str] = queue.Queue(maxsize=size)
+        self.draining = False
 
     def deliver(self, item: Event | str) -> None:
+        if self.draining:
+            return  # the reader is ending; DRAIN must stay the last item
         try:
             self.queue.put_nowait(item)
         except queue.Full:
             # Never block the hub: drop what is buffered and ask the reader to resync.
             self._clear()
             self.queue.put_nowait(RESYNC)
+
+    def drain(self) -> None:
+        """Tell the reader to end now: the marker replaces whatever is buffered (the journal has it),
+        and nothing is delivered after it."""
+        self.draining = True
+        self._clear()
+        with contextlib.suppress(queue.Full):  # cleared just now, and deliver() adds nothing more
+            self.queue.put_nowait(DRAIN)
 
     def _clear(self) -> None:
         try:
@@ -75,6 +94,8 @@ class PubSubHub:
         self._pubsub: redis.client.PubSub | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._draining = False
+        _HUBS.add(self)
 
     # -- readers' side -------------------------------------------------------
     def subscribe(self, channel: str) -> Subscription:
@@ -87,6 +108,8 @@ class PubSubHub:
             if confirmed is None:
                 confirmed = self._confirmed[channel] = threading.Event()
                 self._send(lambda pubsub: pubsub.subscribe(channel))
+            if self._draining:
+                sub.drain()  # a request that slipped in during shutdown: replay, then end cleanly
         if not confirmed.wait(self._confirm_timeout):
             self.unsubscribe(sub)
             raise HubUnavailable("pub/sub subscription not confirmed")
@@ -106,6 +129,15 @@ class PubSubHub:
     def channel_count(self) -> int:
         with self._lock:
             return len(self._readers)
+
+    def drain(self) -> int:
+        """End every reader's response cleanly, now and from now on; returns how many were open."""
+        with self._lock:
+            self._draining = True
+            subs = [sub for readers in self._readers.values() for sub in readers]
+        for sub in subs:
+            sub.drain()
+        return len(subs)
 
     def stop(self) -> None:
         self._stopping = True
@@ -197,3 +229,8 @@ class PubSubHub:
                     pending_resync.discard(channel)
                     for sub in self._readers_of(channel):
                         sub.deliver(RESYNC)
+
+
+def drain_all() -> int:
+    """Drain every hub of this process (a web process shutting down); returns the readers told."""
+    return sum(hub.drain() for hub in list(_HUBS))
