@@ -20,6 +20,11 @@ Replies are deterministic. The last user message steers the reply:
   "#bad_chars=1"   the reply holds NUL and a lone surrogate (JSON escapes \\u0000, \\ud800)
   "#echo_request"  the reply is the JSON of what the request's messages and sampling
                    options were (messages, temperature, top_p, stop), in 3-character pieces
+  A request with `response_format` (structured outputs) gets one chat.completion, not a stream:
+  "plan:<json>"    its content is <json> verbatim (a scripted answer, conforming or not);
+                   otherwise a plan built from the schema (its first action, an empty payload).
+                   A json_schema marked strict must be one OpenAI accepts (every object closed,
+                   every property required), else 400. GET /structured lists the recent requests.
 otherwise the reply is REPLY, one word a chunk. Server-wide timing comes from
 the command line (first-token delay, delay between chunks). GET /stats
 reports requests served and the most streams in flight at once.
@@ -40,6 +45,7 @@ import gevent.event  # noqa: E402
 
 from tests.fakes._common import Stats, serve, split_reply  # noqa: E402
 from tests.fakes._common import directives as parse_directives  # noqa: E402
+from tests.fakes.strict_schema import strict_schema_problem  # noqa: E402
 
 REPLY = "Hello! This is the fake provider speaking, one word at a time."
 HOLD_TIMEOUT_S = 30.0
@@ -84,12 +90,16 @@ class FakeOpenAI:
         self.stats = Stats()
         self.barrier = Barrier()
         self.attempts: Counter[str] = Counter()  # per distinct #fail_once message
+        self.structured_requests: list[dict] = []  # the most recent STRUCTURED_KEEP bodies with response_format
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path == "/stats":
             start_response("200 OK", [("Content-Type", "application/json")])
             return [json.dumps(vars(self.stats)).encode()]
+        if path == "/structured":
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps(self.structured_requests).encode()]
         if path.rstrip("/").endswith("/chat/completions") and environ["REQUEST_METHOD"] == "POST":
             body = json.loads(environ["wsgi.input"].read() or b"{}")
             return self.chat(body, start_response)
@@ -110,6 +120,8 @@ class FakeOpenAI:
                 status = directives["fail_once"]
                 start_response(f"{status} Fake Failure", [("Content-Type", "application/json")])
                 return [json.dumps({"error": {"message": "fake failure (once)", "type": "server_error"}}).encode()]
+        if body.get("response_format") is not None:
+            return self.structured(body, last, directives, start_response)
         if "#echo_request" in last:
             received = {name: body.get(name) for name in ("messages", "temperature", "top_p", "stop")}
             text = json.dumps(received, ensure_ascii=False)
@@ -149,6 +161,55 @@ class FakeOpenAI:
             yield b"data: [DONE]\n\n"
         finally:
             self.stats.leave()
+
+    def structured(self, body: dict, last: str, directives: dict, start_response):
+        """Structured outputs: check the schema as OpenAI does, answer one chat.completion."""
+        self.structured_requests = [*self.structured_requests[-(STRUCTURED_KEEP - 1) :], body]
+        response_format = body["response_format"]
+        spec = response_format.get("json_schema") or {}
+        problem = None
+        if response_format.get("type") != "json_schema" or not isinstance(spec.get("schema"), dict):
+            problem = "response_format must be json_schema with a schema"
+        elif spec.get("strict"):
+            problem = strict_schema_problem(spec["schema"])
+        if problem:
+            start_response("400 Bad Request", [("Content-Type", "application/json")])
+            error = {"message": f"Invalid schema for response_format: {problem}", "type": "invalid_request_error"}
+            return [json.dumps({"error": error}).encode()]
+        gevent.sleep(directives.get("ttft", self.first_token_s * 1000) / 1000)
+        content = last[last.index("plan:") + 5 :] if "plan:" in last else json.dumps(default_answer(spec["schema"]))
+        prompt_tokens = sum(len(m.get("content", "")) for m in body.get("messages", [])) // 4 + 1
+        completion_tokens = len(content) // 4 + 1
+        answer = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }  # fmt: skip
+        self.stats.requests += 1
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(answer).encode()]
+
+
+STRUCTURED_KEEP = 50
+
+
+def default_answer(schema: dict):
+    """The smallest answer of a schema: an object's required properties, an array's first item, an enum's first value."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        return {name: default_answer(schema["properties"][name]) for name in schema.get("required", [])}
+    if kind == "array":
+        return [default_answer(schema["items"])] if isinstance(schema.get("items"), dict) else []
+    if kind == "string":
+        return "{}"  # a string payload holds a JSON object
+    return None
 
 
 def main() -> None:

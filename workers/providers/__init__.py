@@ -6,9 +6,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .base import Delta, Provider, ProviderError
+from .base import Delta, JsonReply, Provider, ProviderError
 
-__all__ = ["Delta", "Provider", "ProviderError", "get_provider"]
+__all__ = ["Delta", "JsonReply", "Provider", "ProviderError", "get_provider"]
 
 _instances: dict[str, Provider] = {}
 _lock = threading.Lock()  # the local model's start-up proof and the first job may ask at once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -10,12 +11,14 @@ import httpx2
 
 from app.catalog import ModelSpec
 
-from .base import NO_SAMPLING, Delta, Provider, ProviderError, Sampling
+from .base import NO_SAMPLING, Delta, JsonReply, Provider, ProviderError, Sampling
 
 # Error types worth a retry when they arrive as an `error` event inside a 200 stream.
 _RETRYABLE_TYPES = {"rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
 # Stop reasons that mean the reply was cut short by a token limit.
 _LENGTH_REASONS = {"max_tokens", "model_context_window_exceeded"}
+# The one tool a structured answer is forced through: its input is the answer.
+OUTPUT_TOOL = "relay_output"
 
 
 class AnthropicProvider(Provider):
@@ -70,6 +73,37 @@ class AnthropicProvider(Provider):
         if not stopped:
             # The body ended without message_stop: the reply is incomplete, never a short success.
             raise ProviderError("provider stream ended before message_stop", retryable=True)
+
+    def complete_json(
+        self, model: ModelSpec, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int
+    ) -> JsonReply:
+        """A forced tool call: one tool whose input_schema is `schema`, and tool_choice naming it."""
+        system, turns = to_anthropic(messages)
+        if not turns:
+            raise ProviderError("nothing to send: no user message")
+        tool = {"name": OUTPUT_TOOL, "description": "Submit the answer.", "input_schema": schema}
+        params: dict[str, Any] = {"model": model.upstream, "max_tokens": max_tokens, "messages": turns,
+                                  "tools": [tool], "tool_choice": {"type": "tool", "name": OUTPUT_TOOL}}  # fmt: skip
+        if system:
+            params["system"] = system
+        try:
+            message = self.client.messages.create(**params)
+        except anthropic.APIStatusError as exc:
+            retryable = exc.status_code == 429 or exc.status_code >= 500
+            raise ProviderError(
+                f"provider answered {exc.status_code}", status=exc.status_code, retryable=retryable
+            ) from None
+        except (anthropic.APIConnectionError, anthropic.APITimeoutError, httpx2.RequestError) as exc:
+            raise ProviderError(f"provider unreachable: {type(exc).__name__}", retryable=True) from None
+        call = next((b for b in message.content if b.type == "tool_use" and b.name == OUTPUT_TOOL), None)
+        if call is None:
+            raise ProviderError("the model did not call the answer tool")
+        return JsonReply(
+            json.dumps(call.input),
+            _input_tokens(message.usage),
+            message.usage.output_tokens,
+            "length" if message.stop_reason in _LENGTH_REASONS else "stop",
+        )
 
 
 def to_anthropic(messages: list[dict[str, str]]) -> tuple[str, list[dict[str, str]]]:

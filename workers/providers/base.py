@@ -23,6 +23,16 @@ class Delta:
     finish_reason: str | None = None  # stop | length, from the provider
 
 
+@dataclass
+class JsonReply:
+    """A whole answer constrained to a JSON Schema (structured output), with its usage."""
+
+    text: str
+    prompt_tokens: int | None  # None: the provider reported no usage
+    completion_tokens: int | None
+    finish_reason: str  # stop | length
+
+
 class ProviderError(Exception):
     """The provider failed; `retryable` when a retry before the first chunk may help."""
 
@@ -60,3 +70,9 @@ class Provider(ABC):
     ) -> Iterator[Delta]:
         """Yield deltas of the reply (system messages and `sampling` passed on in the provider's
         own terms); raise ProviderError on failure."""
+
+    def complete_json(
+        self, model: ModelSpec, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int
+    ) -> JsonReply:
+        """One answer constrained to `schema` (not streamed); raise ProviderError on failure."""
+        raise ProviderError(f"the {self.name} provider offers no structured output")

@@ -10,6 +10,7 @@ such a build dies with SIGILL on hosts without those extensions.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import re
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 
 from app.catalog import ModelSpec, local_model_path
 
-from .base import NO_SAMPLING, Delta, Provider, ProviderError, Sampling
+from .base import NO_SAMPLING, Delta, JsonReply, Provider, ProviderError, Sampling
 
 log = logging.getLogger("relay.workers.local")
 # CPU features a portable build must not use: absent on many x86-64 hosts, or not enabled by their kernel.
@@ -100,6 +101,32 @@ class LocalProvider(Provider):
                         )
             except ValueError as exc:  # llama.cpp reports prompt/context problems this way
                 raise ProviderError(f"local model failed: {exc}") from None
+
+    def complete_json(
+        self, model: ModelSpec, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int
+    ) -> JsonReply:
+        """A llama.cpp grammar built from `schema`: every token sampled keeps the answer inside it."""
+        from llama_cpp import LlamaGrammar
+
+        with self._lock:
+            llama = self._model()
+            max_tokens = min(max_tokens, self.settings["LOCAL_MODEL_CONTEXT"] // 2)
+            messages, prompt_tokens = self._fit_context(llama, messages, max_tokens)
+            try:
+                grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+                # Greedy: the most likely plan, the same one for the same prompt.
+                result = llama.create_chat_completion(
+                    messages=messages, max_tokens=max_tokens, grammar=grammar, temperature=0.0
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise ProviderError(f"local model failed: {type(exc).__name__}") from None
+        choice, usage = result["choices"][0], result.get("usage") or {}
+        return JsonReply(
+            choice["message"].get("content") or "",
+            usage.get("prompt_tokens", prompt_tokens),
+            usage.get("completion_tokens"),
+            "length" if choice.get("finish_reason") == "length" else "stop",
+        )
 
 
 def _sampling(sampling: Sampling) -> dict[str, Any]:

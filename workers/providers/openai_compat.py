@@ -9,7 +9,9 @@ import openai
 
 from app.catalog import ModelSpec
 
-from .base import NO_SAMPLING, Delta, Provider, ProviderError, Sampling
+from .base import NO_SAMPLING, Delta, JsonReply, Provider, ProviderError, Sampling
+
+JSON_SCHEMA_NAME = "relay_output"
 
 
 class OpenAIProvider(Provider):
@@ -57,6 +59,38 @@ class OpenAIProvider(Provider):
         if not finished:
             # The body ended without a finish_reason: the reply is incomplete, never a short success.
             raise ProviderError("provider stream ended without a finish_reason", retryable=True)
+
+    def complete_json(
+        self, model: ModelSpec, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int
+    ) -> JsonReply:
+        """Structured outputs: `response_format` json_schema, strict, so the answer matches `schema`."""
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": JSON_SCHEMA_NAME, "strict": True, "schema": schema},
+        }
+        try:
+            completion = self.client.chat.completions.create(
+                model=model.upstream, messages=messages, max_tokens=max_tokens, response_format=response_format
+            )
+        except openai.APIStatusError as exc:
+            retryable = exc.status_code == 429 or exc.status_code >= 500
+            raise ProviderError(
+                f"provider answered {exc.status_code}", status=exc.status_code, retryable=retryable
+            ) from None
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            raise ProviderError(f"provider unreachable: {type(exc).__name__}", retryable=True) from None
+        if not completion.choices or completion.choices[0].message is None:
+            raise ProviderError("provider answered without a choice")
+        choice = completion.choices[0]
+        if choice.message.refusal or choice.message.content is None:
+            raise ProviderError("the model refused to answer in the schema")
+        usage = completion.usage
+        return JsonReply(
+            choice.message.content,
+            usage.prompt_tokens if usage else None,
+            usage.completion_tokens if usage else None,
+            _finish_reason(choice.finish_reason) or "stop",
+        )
 
 
 def _sampling(sampling: Sampling) -> dict[str, Any]:
