@@ -49,7 +49,7 @@ def ensure_redis(url: str, instance: Path) -> None:
     data = instance / "redis"
     data.mkdir(parents=True, exist_ok=True)
     port = str(parsed.port or 6379)
-    subprocess.run(
+    subprocess.run(  # noqa: S603 - redis-server found by shutil.which, fixed arguments
         [server, "--port", port, "--bind", "127.0.0.1", "--daemonize", "yes", "--dir", str(data),
          "--pidfile", str(data / "redis.pid"), "--logfile", str(data / "redis.log"), "--save", "", "--appendonly", "no"],
         check=True,
@@ -75,7 +75,7 @@ def main() -> None:
     env.setdefault("FLASK_APP", "wsgi")
 
     bin_dir = Path(sys.executable).parent
-    subprocess.run([str(bin_dir / "flask"), "db", "upgrade"], cwd=ROOT, env=env, check=True)
+    subprocess.run([str(bin_dir / "flask"), "db", "upgrade"], cwd=ROOT, env=env, check=True)  # noqa: S603 - the venv's flask, fixed argv
 
     host, port = app.config["HOST"], app.config["PORT"]
     url = app.config["PUBLIC_URL"] or f"http://{host}:{port}"
@@ -92,7 +92,7 @@ def main() -> None:
     )
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     os.chdir(ROOT)
-    os.execve(str(bin_dir / "honcho"), [str(bin_dir / "honcho"), "start", "-f", "Procfile"], env)  # noqa: S606
+    os.execve(str(bin_dir / "honcho"), [str(bin_dir / "honcho"), "start", "-f", "Procfile"], env)  # noqa: S606 - the venv's honcho, fixed argv
 
 
 if __name__ == "__main__":

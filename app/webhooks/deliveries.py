@@ -192,7 +192,7 @@ def _retry_delay(failures: int, config: Mapping[str, Any]) -> float | None:
     if failures > len(schedule):
         return None
     jitter = config["WEBHOOK_RETRY_JITTER"]
-    return max(0.0, schedule[failures - 1] * (1 + random.uniform(-jitter, jitter)))
+    return max(0.0, schedule[failures - 1] * (1 + random.uniform(-jitter, jitter)))  # noqa: S311 - retry jitter, not a secret
 
 
 def _finish(delivery_id, token, number, failures, response, config, started_at=None) -> str:
