@@ -28,7 +28,7 @@ from flask import Flask, g, has_request_context, request
 
 # A name that announces a secret: `SECRET_KEY=`, `"password": "`, `x-api-key: `, `access_token=`.
 # Plural names (`completion_tokens`) and a bare `key` (principal ids are "key:<id>") are not secrets.
-_SECRET_NAME = r"[A-Za-z0-9_.-]*(?:[_-]key|apikey|secret|password|passwd|passphrase|token|credential|authorization)"  # noqa: S105
+_SECRET_NAME = r"[A-Za-z0-9_.-]*(?:[_-]key|apikey|secret|password|passwd|passphrase|token|credential|authorization)"  # noqa: S105 - a pattern for secret names, not a secret
 _REDACTIONS = (
     (
         re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S),
