@@ -32,6 +32,7 @@ GENEROUS_LIMITS = (
     "ANON_IP_HOURLY",
     "ANON_MINT",
 )
+pytest_plugins = ["tests._logscan"]  # the end-of-run search of every log for the run's secrets
 REDIS_URL = os.environ.get("RELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("RELAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

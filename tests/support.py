@@ -34,6 +34,9 @@ class Process:
     def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_dir: Path) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
+        from tests import _logscan  # the pytest plugin (conftest's pytest_plugins): imported there first
+
+        _logscan.track(self.log_path, env)  # searched for the secrets of `env` at the end of the run
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
             argv, cwd=ROOT, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
