@@ -30,7 +30,6 @@ MESSAGE_FIELDS = frozenset({"role", "content"})
 STREAM_OPTIONS = frozenset({"include_usage"})
 COST_CAP_HEADER = "X-Relay-Cost-Cap"
 _COST_CAP = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,12})?")
-ANTHROPIC_MAX_TEMPERATURE = 1.0  # Anthropic's range is 0..1 (OpenAI's 0..2)
 
 
 @dataclass(frozen=True)
@@ -85,6 +84,8 @@ def _first_error(messages: Any, path: str = "") -> tuple[str, str]:
     if isinstance(messages, dict):
         key = next(iter(messages))
         step = f"[{key}]" if isinstance(key, int) else (f".{key}" if path else str(key))
+        if key == "_schema":  # the value itself (e.g. not an object): named by its own path
+            step = ""
         return _first_error(messages[key], path + step)
     if isinstance(messages, list) and messages:
         return _first_error(messages[0], path) if not isinstance(messages[0], str) else (path, messages[0])
@@ -103,12 +104,10 @@ def cost_cap(raw: str | None, config: Mapping[str, Any]) -> float:
 
 def _provider_limits(spec: ModelSpec, sampling: Sampling) -> None:
     """What the model's provider would refuse after the stream started: refused now instead."""
-    if spec.provider != "anthropic":
-        return
-    if sampling.temperature is not None and sampling.temperature > ANTHROPIC_MAX_TEMPERATURE:
-        raise invalid("temperature", f"{spec.id} takes a temperature from 0 to {ANTHROPIC_MAX_TEMPERATURE:g}.")
-    if sampling.temperature is not None and sampling.top_p is not None:
-        raise invalid("top_p", f"{spec.id} takes temperature or top_p, not both.")
+    if spec.provider == "anthropic":  # Anthropic's Messages API has no sampling temperature or top_p
+        for name in ("temperature", "top_p"):
+            if getattr(sampling, name) is not None:
+                raise invalid(name, f"{spec.id} does not take '{name}'.", "unsupported_parameter")
 
 
 def parse_chat(

@@ -130,12 +130,11 @@ def to_anthropic(messages: list[dict[str, str]]) -> tuple[str, list[dict[str, st
 
 
 def _sampling(sampling: Sampling) -> dict[str, Any]:
-    """The caller's options in Anthropic's terms: stop sequences are `stop_sequences`."""
-    options: dict[str, Any] = {"temperature": sampling.temperature, "top_p": sampling.top_p}
-    options = {name: value for name, value in options.items() if value is not None}
-    if sampling.stop:
-        options["stop_sequences"] = list(sampling.stop)
-    return options
+    """The caller's options in Anthropic's terms: stop sequences are `stop_sequences`. The Messages
+    API takes no temperature or top_p (the API refuses them before a job exists): never dropped silently."""
+    if sampling.temperature is not None or sampling.top_p is not None:
+        raise ProviderError("Anthropic's Messages API takes no temperature or top_p")
+    return {"stop_sequences": list(sampling.stop)} if sampling.stop else {}
 
 
 def _input_tokens(usage: Any) -> int:
