@@ -20,7 +20,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_CPU_ALL_VARIANTS=OFF -DGGML_BACKEND
 LLAMA_KEY   := $(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
 WHEELHOUSE  ?= $(HOME)/.cache/relay/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
 
-.PHONY: run test lint format install bench clean llama-wheel
+.PHONY: run test lint format install bench clean llama-wheel provision-test provision-run stop
 
 $(STAMP): requirements.txt Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,8 +46,21 @@ llama-wheel:
 
 install: $(STAMP)
 
-run: install
+# Provisioning (app/provision.py): before anything slow, the programs a target needs are
+# installed with apt when running as root, or the run stops naming the one command to run.
+# Stores that do not answer on their configured address are started privately under instance/.
+provision-test:
+	@$(PYTHON) app/provision.py programs test
+
+provision-run:
+	@$(PYTHON) app/provision.py programs run
+
+run: provision-run install
 	$(BIN)/python -m app.devserver
+
+# Stop the private Redis and PostgreSQL that `make test` or `make run` started under instance/.
+stop:
+	$(BIN)/python -m app.provision stop
 
 lint: install
 	$(BIN)/ruff format --check .
@@ -57,8 +70,8 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
-	$(BIN)/pytest
+test: provision-test lint
+	$(BIN)/python -m app.provision test -- $(BIN)/pytest
 
 bench: install
 	$(BIN)/python bench/stream_latency.py

@@ -1,8 +1,9 @@
 """`make run`: everything on one machine with embedded defaults.
 
-Makes sure Redis answers (starting a private redis-server under instance/ when
-nothing listens on the default address), applies the migrations, then runs
-every Procfile line with honcho and says where to go.
+Makes sure Redis answers (app/provision.py: installed with apt as root when
+missing, started privately under instance/ when nothing answers on REDIS_URL),
+applies the migrations, then runs every Procfile line with honcho and says
+where to go.
 
     python -m app.devserver
 """
@@ -13,61 +14,27 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-import redis
-
 from . import ROOT, create_app
-
-DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-
-
-def _ping(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
-
-
-def ensure_redis(url: str, instance: Path) -> None:
-    """Use REDIS_URL if it answers; otherwise start a private redis-server for loopback URLs."""
-    if _ping(url):
-        print(f"Redis: using {urlparse(url).hostname}:{urlparse(url).port or 6379}")
-        return
-    parsed = urlparse(url)
-    if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
-        sys.exit(f"Redis at {parsed.hostname} does not answer. Check REDIS_URL.")
-    server = shutil.which("redis-server")
-    if server is None:
-        sys.exit(
-            "Relay needs Redis and none answers on REDIS_URL. Install it and run `make run` again:\n"
-            "  Debian/Ubuntu: sudo apt-get install redis-server\n"
-            "  macOS:         brew install redis"
-        )
-    data = instance / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    port = str(parsed.port or 6379)
-    subprocess.run(  # noqa: S603 - redis-server found by shutil.which, fixed arguments
-        [server, "--port", port, "--bind", "127.0.0.1", "--daemonize", "yes", "--dir", str(data),
-         "--pidfile", str(data / "redis.pid"), "--logfile", str(data / "redis.log"), "--save", "", "--appendonly", "no"],
-        check=True,
-    )  # fmt: skip
-    for _ in range(50):
-        if _ping(url):
-            print(f"Redis: started a private redis-server on 127.0.0.1:{port} (files in {data})")
-            return
-        time.sleep(0.1)
-    sys.exit(f"redis-server did not start; see {data / 'redis.log'}")
+from .provision import ProvisionError, ensure_redis
 
 
 def main() -> None:
     app = create_app()
     instance = Path(app.instance_path)
-    ensure_redis(app.config["REDIS_URL"], instance)
+    configured = app.config["REDIS_URL"]
+    try:
+        redis_url = ensure_redis(configured, instance)
+    except ProvisionError as exc:
+        sys.exit(str(exc))
+    where = urlparse(redis_url)
+    print(f"Redis: using {where.hostname}:{where.port or 6379}")
 
     env = dict(os.environ)
+    if redis_url != configured:  # a private redis-server on another port: every process uses it
+        env["REDIS_URL"] = redis_url
     metrics_dir = instance / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
