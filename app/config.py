@@ -75,7 +75,7 @@ def _s(name, default, parse, doc, *, secret=False, aliases=()):
     return Setting(name, default, parse, doc, secret, aliases)
 
 
-# Limits of API.md: name -> default "count/seconds" ("count" alone is a total).
+# Limits of docs/api.md: name -> default "count/seconds" ("count" alone is a total).
 LIMIT_DEFAULTS = {
     "GLOBAL_IP": "100/60",
     "STREAM_USER": "30/30",

@@ -1,4 +1,4 @@
-"""Limits, quotas and budgets that hold under concurrency (API.md, "Limits").
+"""Limits, quotas and budgets that hold under concurrency (docs/api.md, "Limits").
 
 Strategy: moving window, for every windowed limit. A fixed window admits up to
 twice its count across a window boundary (N at 0:59, N more at 1:00), and

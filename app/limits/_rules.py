@@ -1,4 +1,4 @@
-"""The limits table of API.md: names, the 429 code each answers with, and their settings.
+"""The limits table of docs/api.md: names, the 429 code each answers with, and their settings.
 
 Each limit is the setting `LIMIT_<NAME>`, parsed by app.config into
 `(count, seconds)`: seconds 0 is a lifetime total, count 0 turns it off.
@@ -27,7 +27,7 @@ _LIFETIME_SECONDS = 10 * 365 * 86400
 
 @dataclass(frozen=True)
 class Rule:
-    name: str  # the API.md name, e.g. "stream_user"; details.limit of a 429
+    name: str  # the docs/api.md name, e.g. "stream_user"; details.limit of a 429
     count: int
     seconds: int  # 0: a lifetime total
 
