@@ -181,11 +181,11 @@ SETTINGS: tuple[Setting, ...] = (
     _s("WEBHOOK_LEASE_SECONDS", 30, int, "one attempt's claim on a delivery; >= WEBHOOK_TIMEOUT_SECONDS + 5"),
     _s("WEBHOOK_SWEEP_SECONDS", 15.0, float, "webhook workers wake overdue deliveries (a killed worker's) this often"),
     _s("PLAN_TIMEOUT_SECONDS", 30.0, float, "POST /ai/plan waits this long for the worker's plan (then 504)"),
+    _s("PLAN_MAX_TOKENS", 1000, int, "most tokens a model may answer POST /ai/plan with"),
+    _s("PLAN_MAX_ACTIONS", 10, int, "most actions one plan may propose; more are rejected"),
 )
 
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
-    _s("PLAN_MAX_TOKENS", 1000, int, "most tokens a model may answer POST /ai/plan with"),
-    _s("PLAN_MAX_ACTIONS", 10, int, "most actions one plan may propose; more are rejected"),
 
 
 def _raw_value(setting: Setting, env: Mapping[str, str]) -> str | None:
