@@ -179,3 +179,20 @@ def test_sigterm_to_a_worker_mid_generation_completes_or_ends_its_streams(relay,
         assert ended_after < grace + 3, f"streams ended {ended_after:.1f}s after SIGTERM"
     log = worker.log_path.read_text(errors="replace")
     assert "Warm shutdown" in log or "warm shutdown" in log
+
+
+def test_gunicorn_takes_its_graceful_timeout_from_the_setting(monkeypatch):
+    """gunicorn.conf.py reads the environment itself (no app import before gevent patches):
+    its defaults must be app/config.py's."""
+    import runpy
+
+    from app.config import SETTINGS_BY_NAME
+    from tests.support import ROOT
+
+    monkeypatch.delenv("GRACEFUL_TIMEOUT", raising=False)
+    assert (
+        runpy.run_path(str(ROOT / "gunicorn.conf.py"))["graceful_timeout"]
+        == SETTINGS_BY_NAME["GRACEFUL_TIMEOUT"].default
+    )
+    monkeypatch.setenv("GRACEFUL_TIMEOUT", "7")
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["graceful_timeout"] == 7
