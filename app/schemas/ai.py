@@ -9,6 +9,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from ..catalog import Catalog
 from .actions import DeliveryQueuedSchema
 from .common import FullMatch
 
@@ -18,10 +19,10 @@ REJECTION_REASONS = ("unknown_action", "payload_not_object", "malformed", "too_m
 
 
 @lru_cache(maxsize=4)
-def _plan_schema(max_chars: int) -> type[Schema]:
+def _plan_schema(max_chars: int, models: tuple[str, ...]) -> type[Schema]:
     class PlanRequestSchema(Schema):
         prompt = fields.String(required=True, validate=validate.Length(min=1, max=max_chars))
-        model = fields.String(validate=validate.Length(min=1, max=100))
+        model = fields.String(validate=validate.OneOf(models, error="Not an available model."))
 
         @validates("prompt")
         def _readable(self, value: str, **_: Any) -> None:
@@ -33,9 +34,22 @@ def _plan_schema(max_chars: int) -> type[Schema]:
     return PlanRequestSchema
 
 
+@lru_cache(maxsize=8)
+def _available_models(models_file: str, openai: bool, anthropic: bool, default: str) -> tuple[str, ...]:
+    settings = {"MODELS_FILE": models_file, "OPENAI_API_KEY": openai, "ANTHROPIC_API_KEY": anthropic,
+                "DEFAULT_MODEL": default}  # fmt: skip
+    return tuple(Catalog(settings).models)
+
+
 def plan_request_schema(config: Mapping[str, Any]) -> Schema:
-    """The body of POST /ai/plan (the prompt as long as a chat message may be)."""
-    return _plan_schema(config["MAX_MESSAGE_CHARS"])()
+    """The body of POST /ai/plan: the prompt as long as a chat message may be; a model of /api/v1/models."""
+    models = _available_models(
+        config["MODELS_FILE"],
+        bool(config["OPENAI_API_KEY"]),
+        bool(config["ANTHROPIC_API_KEY"]),
+        config["DEFAULT_MODEL"],
+    )
+    return _plan_schema(config["MAX_MESSAGE_CHARS"], models)()
 
 
 class ExecutePlanSchema(Schema):
