@@ -19,9 +19,9 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("relay.errors")
-
 # app.extensions key of a callable(dependency) told of every 503 for a dependency, whoever raised it.
 OUTAGE_LISTENER = "relay.outage_listener"
+
 # Failures of what Relay depends on: answered 503 dependency_unavailable.
 DEPENDENCY_EXCEPTIONS = (
     redis.ConnectionError,
