@@ -18,7 +18,8 @@ from app.catalog import ModelSpec
 from app.db import queries
 from app.limits.budget import settle as settle_budget
 from app.observability import LLM_COST, STREAM_TTFT, STREAMS_TOTAL
-from app.streams import CLAIM_REFUSED, CLAIMED_CANCELLED, REJECTED_CANCELLED, REJECTED_ENDED, StreamRuntime
+from app.redis_store import with_retries
+from app.streams import CLAIM_REFUSED, CLAIMED_CANCELLED, REJECTED_CANCELLED, REJECTED_ENDED, StreamRuntime, error_data
 from app.streams.job import GenerationJob
 
 from .cancel_watch import Cancelled, CancelWatcher, Watch
@@ -205,7 +206,7 @@ def _finish(
     settle_budget(stream_id, cost)  # the reservation becomes the real cost (on error and cancel too)
     STREAMS_TOTAL.labels(error[0] if error else progress.finish_reason).inc()
     if error:
-        _append_terminal(runtime, stream_id, "error", {"error_code": error[0], "detail": error[1], "retry_after": None})
+        _append_terminal(runtime, stream_id, "error", error_data(*error))
         return
     _append_terminal(
         runtime,
@@ -229,17 +230,11 @@ def _append_terminal(runtime: StreamRuntime, stream_id: str, event: str, data: d
 
 def _with_redis_retries(call, what: str, stream_id: str):
     """`call()`, retried through a short Redis outage; None when Redis stays away."""
-    deadline = time.monotonic() + REDIS_RETRY_SECONDS
-    delay = 0.1
-    while True:
-        try:
-            return call()
-        except (redis.ConnectionError, redis.TimeoutError):
-            if time.monotonic() > deadline:
-                log.error("stream %s: Redis unavailable; %s abandoned (its readers time out)", stream_id, what)
-                return None
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+    try:
+        return with_retries(call, REDIS_RETRY_SECONDS)
+    except (redis.ConnectionError, redis.TimeoutError):
+        log.error("stream %s: Redis unavailable; %s abandoned (its readers time out)", stream_id, what)
+        return None
 
 
 @functools.cache
