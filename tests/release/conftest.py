@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,8 @@ def secrets_gate_failures() -> list[str]:
 
 @pytest.fixture
 def repo_copy(tmp_path: Path) -> Callable[..., Path]:
-    """Copy the tracked files (all, or those under the given top-level paths) into a temporary tree."""
+    """Copy the tracked files (all, or those under the given top-level paths) into a temporary tree,
+    staged in a git repository of its own (some tools ask git which files a change touches)."""
 
     def copy(*tops: str) -> Path:
         target = tmp_path / "repo"
@@ -27,6 +29,8 @@ def repo_copy(tmp_path: Path) -> Callable[..., Path]:
             if not tops or name.split("/", 1)[0] in tops:
                 (target / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / name, target / name)
+        for git in (["init", "-q"], ["add", "-A"]):
+            subprocess.run(["git", "-C", str(target), *git], check=True, capture_output=True)
         return target
 
     return copy
