@@ -64,7 +64,7 @@ def ensure_programs(names: list[str]) -> None:
     apt = shutil.which("apt-get") or "apt-get"
     subprocess.run([apt, "update", "-qq"], check=True, env=env)  # noqa: S603 - fixed argv
     install = [apt, "install", "-y", "-qq", *missing]  # package names from PACKAGES only
-    subprocess.run(install, check=True, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
+    subprocess.run(install, check=True, env=env, stdout=subprocess.DEVNULL)  # noqa: S603 - package names from PACKAGES
 
 
 def _listening(url: str) -> bool:
@@ -190,7 +190,7 @@ def _pg_dir(instance: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(directory, "postgres", "postgres")
-        writable = subprocess.run(_as_postgres(["/usr/bin/test", "-w", str(directory)]), check=False)  # noqa: S603
+        writable = subprocess.run(_as_postgres(["/usr/bin/test", "-w", str(directory)]), check=False)  # noqa: S603 - fixed argv
         if writable.returncode != 0:
             raise ProvisionError(f"The postgres user cannot write {directory}: make its parent directories readable.")
     return directory
