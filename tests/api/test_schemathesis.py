@@ -57,8 +57,21 @@ include-operation-id-regex = "^stream\\\\.start\\\\."
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "414", "422", "429", "5xx"]
 
 [[operations]]
+include-operation-id = "openai.chat_completions.post"
+# X-Relay-Cost-Cap is checked as cost_cap_usd is (OpenAI-compatible endpoints): above 0, at most
+# MAX_COST_CAP_USD and not below the prompt's own cost at the model's input price, which the header's
+# pattern cannot say; /v1 answers OpenAI's 400 for it.
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "413", "414", "429", "5xx"]
+
+[[operations]]
 include-operation-id = "actions.create.post"
 # An action's URL must resolve to a public address (https in production): DNS decides, not a schema.
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "422", "429", "5xx"]
+
+[[operations]]
+include-operation-id = "ai.plan.post"
+# A plan proposes only the tenant's registered actions: with none registered (the stateful phase
+# deletes them), 422 no_actions, whatever the body.
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "422", "429", "5xx"]
 
 [[operations]]
