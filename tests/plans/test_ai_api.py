@@ -169,4 +169,3 @@ def test_concurrent_executes_make_one_set_of_deliveries(plan_app, db_url, user_a
         data = event_body(request)["data"]
         assert Webhook(secrets[data["action"]]).verify(request.body, request.headers) is not None
         assert data["payload"] == next(item["payload"] for item in PLAN if item["action"] == data["action"])
-
