@@ -52,7 +52,7 @@ def register_extensions(app: Flask) -> None:
         app,
         origins=list(config["ALLOWED_ORIGINS"]),
         expose_headers=EXPOSED_HEADERS,
-        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID", "X-Relay-Cost-Cap"],
         methods=["GET", "POST", "DELETE"],
         supports_credentials=False,  # bearer tokens, never cookies: no credentialed (or wildcard) CORS
         max_age=600,

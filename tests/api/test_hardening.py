@@ -176,6 +176,19 @@ def test_a_preflight_from_an_allowed_origin_allows_the_api_headers_only(cors_cli
     assert "Access-Control-Allow-Credentials" not in response.headers
 
 
+def test_a_browser_may_send_the_openai_endpoints_cost_cap(cors_client):
+    response = cors_client.options(
+        "/v1/chat/completions",
+        headers={
+            "Origin": ALLOWED,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, x-relay-cost-cap",
+        },
+    )
+    allowed = {h.strip().lower() for h in response.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"authorization", "content-type", "x-relay-cost-cap"} <= allowed
+
+
 def test_without_an_allowlist_no_origin_is_allowed(client):
     response = client.get("/api/v1/models", headers={"Origin": ALLOWED})
     assert "Access-Control-Allow-Origin" not in response.headers
