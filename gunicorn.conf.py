@@ -108,8 +108,18 @@ def _write_json_error(sock, status_int, reason, mesg):
     write_nonblock(sock, head.encode("latin1") + body)
 
 
+def _warm_tokenizers(worker):
+    """Load the priced models' tokenizers before the first request (admission counts a prompt's
+    tokens; o200k_base takes about a second to load). Free models need none."""
+    from app.tokens import warm
+
+    runtime = worker.wsgi.extensions["relay.streams"]
+    warm(spec for spec in runtime.catalog.models.values() if spec.price_in_per_mtok)
+
+
 def post_worker_init(worker):
     import gunicorn.util
 
     gunicorn.util.write_error = _write_json_error
     _drain_streams_on_sigterm(worker)
+    _warm_tokenizers(worker)
