@@ -18,6 +18,14 @@ class Sampling:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
 
+    def chat_options(self) -> dict[str, Any]:
+        """The options under OpenAI's chat names (llama.cpp takes the same); what was left out stays out."""
+        options: dict[str, Any] = {"temperature": self.temperature, "top_p": self.top_p}
+        options = {name: value for name, value in options.items() if value is not None}
+        if self.stop:
+            options["stop"] = list(self.stop)
+        return options
+
 
 @dataclass(frozen=True)
 class GenerationJob:

@@ -83,7 +83,7 @@ class LocalProvider(Provider):
             messages, prompt_tokens = self._fit_context(llama, messages, max_tokens)
             completion_tokens = 0
             # The model's own chat template (from the GGUF) lays out the system, user and assistant turns.
-            options = _sampling(sampling)
+            options = sampling.chat_options()
             try:
                 chunks = llama.create_chat_completion(messages=messages, max_tokens=max_tokens, stream=True, **options)
                 for chunk in chunks:
@@ -127,15 +127,6 @@ class LocalProvider(Provider):
             usage.get("completion_tokens"),
             "length" if choice.get("finish_reason") == "length" else "stop",
         )
-
-
-def _sampling(sampling: Sampling) -> dict[str, Any]:
-    """The caller's options as create_chat_completion takes them; what it left out keeps llama.cpp's default."""
-    options: dict[str, Any] = {"temperature": sampling.temperature, "top_p": sampling.top_p}
-    options = {name: value for name, value in options.items() if value is not None}
-    if sampling.stop:
-        options["stop"] = list(sampling.stop)
-    return options
 
 
 def enabled_cpu_features(system_info: str) -> set[str]:

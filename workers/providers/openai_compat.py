@@ -32,7 +32,7 @@ class OpenAIProvider(Provider):
                 max_tokens=max_tokens,
                 stream=True,
                 stream_options={"include_usage": True},
-                **_sampling(sampling),
+                **sampling.chat_options(),
             )
             with response:
                 for chunk in response:
@@ -47,13 +47,8 @@ class OpenAIProvider(Provider):
                         delta.completion_tokens = chunk.usage.completion_tokens
                     if delta.text or delta.finish_reason or delta.prompt_tokens is not None:
                         yield delta
-        except openai.APIStatusError as exc:
-            retryable = exc.status_code == 429 or exc.status_code >= 500
-            raise ProviderError(
-                f"provider answered {exc.status_code}", status=exc.status_code, retryable=retryable
-            ) from None
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            raise ProviderError(f"provider unreachable: {type(exc).__name__}", retryable=True) from None
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            raise _provider_error(exc) from None
         except openai.APIError:  # an {"error": ...} event inside the stream
             raise ProviderError("provider sent an error event mid-stream", retryable=True) from None
         if not finished:
@@ -72,13 +67,8 @@ class OpenAIProvider(Provider):
             completion = self.client.chat.completions.create(
                 model=model.upstream, messages=messages, max_tokens=max_tokens, response_format=response_format
             )
-        except openai.APIStatusError as exc:
-            retryable = exc.status_code == 429 or exc.status_code >= 500
-            raise ProviderError(
-                f"provider answered {exc.status_code}", status=exc.status_code, retryable=retryable
-            ) from None
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            raise ProviderError(f"provider unreachable: {type(exc).__name__}", retryable=True) from None
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            raise _provider_error(exc) from None
         if not completion.choices or completion.choices[0].message is None:
             raise ProviderError("provider answered without a choice")
         choice = completion.choices[0]
@@ -93,16 +83,15 @@ class OpenAIProvider(Provider):
         )
 
 
-def _sampling(sampling: Sampling) -> dict[str, Any]:
-    """The caller's options as given (OpenAI's own names); what it left out stays out."""
-    options: dict[str, Any] = {"temperature": sampling.temperature, "top_p": sampling.top_p}
-    options = {name: value for name, value in options.items() if value is not None}
-    if sampling.stop:
-        options["stop"] = list(sampling.stop)
-    return options
-
-
 def _finish_reason(reason: str | None) -> str | None:
     if reason is None:
         return None
     return "length" if reason == "length" else "stop"
+
+
+def _provider_error(exc: openai.APIStatusError | openai.APIConnectionError) -> ProviderError:
+    """The SDK's failure as Relay's: a 429, a 5xx or no answer at all may help on a retry."""
+    if isinstance(exc, openai.APIStatusError):
+        retryable = exc.status_code == 429 or exc.status_code >= 500
+        return ProviderError(f"provider answered {exc.status_code}", status=exc.status_code, retryable=retryable)
+    return ProviderError(f"provider unreachable: {type(exc).__name__}", retryable=True)
