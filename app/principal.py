@@ -24,6 +24,11 @@ class Principal:
     tenant_id: str | None
     scopes: frozenset[str]
 
+    @classmethod
+    def anonymous(cls, owner_id: str, subject: str) -> Principal:
+        """An anonymous principal: no tenant, scope `chat` only."""
+        return cls(id=owner_id, kind="anonymous", subject=subject, tenant_id=None, scopes=ANONYMOUS_SCOPES)
+
     @property
     def is_anonymous(self) -> bool:
         return self.kind == "anonymous"

@@ -14,7 +14,7 @@ import jwt
 
 from ..errors import APIError
 from ..observability import SECURITY_VIOLATIONS
-from ..principal import ANONYMOUS_SCOPES, Principal
+from ..principal import Principal
 from ._jwks import JWKSClient
 from ._verdicts import invalid
 
@@ -130,10 +130,4 @@ def supabase_anonymous(claims: Mapping[str, Any]) -> Principal | None:
     if claims.get("is_anonymous") is not True:
         return None
     # Namespaced so an identity provider's subject can never equal a Relay anonymous token's.
-    return Principal(
-        id=f"anon:idp:{claims['sub']}",
-        kind="anonymous",
-        subject=claims["sub"],
-        tenant_id=None,
-        scopes=ANONYMOUS_SCOPES,
-    )
+    return Principal.anonymous(f"anon:idp:{claims['sub']}", claims["sub"])

@@ -14,7 +14,7 @@ import time
 import jwt
 
 from ..errors import unauthorized
-from ..principal import ANONYMOUS_SCOPES, Principal
+from ..principal import Principal
 
 ISSUER = "relay"
 AUDIENCE = "relay:anonymous"
@@ -65,10 +65,4 @@ def verify(token: str, secret_key: str, leeway: int) -> Principal:
         raise unauthorized("invalid_token", "The token is invalid.") from None
     if claims.get("anon") is not True or not str(claims["sub"]).startswith("anon_"):
         raise unauthorized("invalid_token", "The token is invalid.")
-    return Principal(
-        id=f"anon:{claims['sub']}",
-        kind="anonymous",
-        subject=claims["sub"],
-        tenant_id=None,
-        scopes=ANONYMOUS_SCOPES,
-    )
+    return Principal.anonymous(f"anon:{claims['sub']}", claims["sub"])
