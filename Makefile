@@ -30,11 +30,10 @@ WHEELHOUSE  ?= $(HOME)/.cache/relay/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(L
 
 $(STAMP): requirements.txt Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	@$(MAKE) --no-print-directory llama-wheel
 	$(PIP) install -q --no-deps --no-index --force-reinstall \
 		--find-links $(WHEELHOUSE) llama-cpp-python==$(LLAMA_VERSION)
-	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --require-hashes -r requirements.txt
 	$(BIN)/python -m workers.providers.local
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 

@@ -20,7 +20,8 @@ def normalize(name: str) -> str:
 def requirements(text: str) -> list[str]:
     """The requirement entries of a requirements file, continuation lines joined, comments dropped."""
     joined = re.sub(r"\\\n", " ", text)
-    return [line.split(" #")[0].strip() for line in joined.splitlines() if line.strip() and not line.startswith("#")]
+    entries = (line.split("#")[0].strip() for line in joined.splitlines())
+    return [entry for entry in entries if entry]
 
 
 def locked() -> list[tuple[str, str]]:
