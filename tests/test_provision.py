@@ -86,11 +86,13 @@ def test_without_root_a_missing_program_stops_at_once_naming_the_one_command():
     """Run as Debian's unprivileged `postgres` user with no PATH: Chromium and promtool are 'missing'.
     (The system's Python runs the module's file: the venv's interpreter is root's; the module
     checks programs before it imports anything outside the standard library.)"""
-    if os.geteuid() != 0 or shutil.which("runuser") is None or not Path("/usr/bin/python3").exists():
+    # runuser lives in /usr/sbin, which a root shell's PATH may lack (as app/provision.py knows too).
+    runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+    if os.geteuid() != 0 or runuser is None or not Path("/usr/bin/python3").exists():
         pytest.fail("this test runs as root (as CI does) to become an unprivileged user")
     started = time.monotonic()
     result = subprocess.run(  # noqa: S603 - fixed argv
-        [shutil.which("runuser"), "-u", "postgres", "--", "/usr/bin/env", "PATH=/nonexistent",
+        [runuser, "-u", "postgres", "--", "/usr/bin/env", "PATH=/nonexistent",
          "/usr/bin/python3", str(ROOT / "app" / "provision.py"), "test", "--", "/bin/true"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
