@@ -109,6 +109,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("CELERY_BROKER_URL", "", str, "Celery broker; empty: REDIS_URL", secret=True),
     _s("REDIS_KEY_PREFIX", "relay:", str, "prefix of every Redis key and channel Relay uses"),
     _s("DB_POOL_SIZE", 10, int, "database connections per process (PostgreSQL)"),
+    _s("REDIS_POOL_SIZE", 24, int, "Redis connections per process for commands; callers wait for a free one"),
+    _s("LIMITER_POOL_SIZE", 8, int, "Redis connections per process for rate-limit checks; callers wait"),
+    _s("BROKER_POOL_SIZE", 8, int, "connections per process for publishing Celery jobs; callers wait"),
+    _s("REDIS_POOL_TIMEOUT_SECONDS", 5.0, float, "longest wait for a free Redis connection (then 503)"),
     # Secrets and authentication
     _s("SECRET_KEY", "", str, "signs anonymous tokens and keys API-key hashes", secret=True),
     _s("JWT_SECRET", "", str, "HS256 secret of user JWTs", secret=True, aliases=("SUPABASE_JWT_SECRET",)),
@@ -169,6 +173,12 @@ SETTINGS: tuple[Setting, ...] = (
         "a worker process not heard from this long is gone: its streams end worker_lost",
     ),
     _s("STREAM_READER_QUEUE", 256, int, "events buffered per SSE reader before it resyncs from the journal"),
+    _s(
+        "STREAM_COALESCE_MS",
+        5.0,
+        float,
+        "provider chunks arriving within this many ms of the first are journaled as one event; 0: one each",
+    ),
     # Limits and budgets
     *(
         _s(f"LIMIT_{name}", _limit(default), _limit, f"limit {name.lower()}: count/seconds, 0 is off")
