@@ -13,6 +13,16 @@ import weakref
 
 from gunicorn.glogging import Logger
 
+# gunicorn reads this file as the module `__config__`, in its master, before it forks workers
+# (tests read the values below with runpy). A refused setting, or a database or Redis that does not
+# answer, stops the master here with one line and status 2, rather than workers that fail to boot
+# and are booted again. app.startup loads settings only, not the app (see the docstring).
+if __name__ == "__config__":
+    from app.startup import check_startable, refusing
+
+    with refusing():
+        check_startable()
+
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gevent"

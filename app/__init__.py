@@ -26,15 +26,17 @@ def _environment(overrides: Mapping[str, Any] | None) -> dict[str, str]:
     return values
 
 
+def settings_from_environment(config: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The instance path and the checked settings, as create_app() reads them (raises ConfigError)."""
+    env = _environment(config)
+    instance_path = env.get("RELAY_INSTANCE_PATH") or os.path.join(ROOT, "instance")
+    return instance_path, resolve_settings(instance_path, env)
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The application factory; `config` overrides environment settings (tests)."""
-    env = _environment(config)
-    app = Flask(
-        __name__,
-        instance_path=env.get("RELAY_INSTANCE_PATH") or os.path.join(ROOT, "instance"),
-        static_folder=os.path.join(ROOT, "static"),
-    )
-    settings = resolve_settings(app.instance_path, env)
+    instance_path, settings = settings_from_environment(config)
+    app = Flask(__name__, instance_path=instance_path, static_folder=os.path.join(ROOT, "static"))
     app.config.from_mapping(settings)
 
     from .cli import register_commands

@@ -11,7 +11,7 @@ import time
 import click
 import jwt
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
 
 from .auth import api_keys
 from .db import actions as action_queries
@@ -19,12 +19,23 @@ from .db import api_keys as key_queries
 from .extensions import database
 from .reports import audit as audit_command
 from .reports import usage as usage_command
+from .startup import refusing
 from .validate import validate as validate_command
 from .webhooks import new_secret
 
 MAX_TEST_TOKEN_TTL = 30 * 86400
 
-relay = AppGroup("relay", help="Relay's operator commands: test tokens, API keys, webhook secrets.")
+
+class RelayGroup(AppGroup):
+    """A command that fails because the database or Redis does not answer says so in one line
+    (`relay: refusing to start: DATABASE_URL: …`, status 2) instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        with refusing(ctx.ensure_object(ScriptInfo).load_app().config):
+            return super().invoke(ctx)
+
+
+relay = RelayGroup("relay", help="Relay's operator commands: test tokens, API keys, webhook secrets.")
 keys = AppGroup("keys", help="Create, list and revoke API keys.")
 relay.add_command(keys)
 relay.add_command(validate_command)

@@ -58,7 +58,7 @@ def ensure_programs(names: list[str]) -> None:
         return
     command = f"apt-get install -y {' '.join(missing)}"
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise ProvisionError(f"Missing: {', '.join(missing)}. Run this, then try again:\n  sudo {command}")
+        raise ProvisionError(f"not installed: {' '.join(missing)}; run `sudo {command}`, then try again")
     print(f"provision: installing {' '.join(missing)} with apt", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     apt = shutil.which("apt-get") or "apt-get"
@@ -136,13 +136,13 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def ensure_redis(url: str, instance: Path = INSTANCE) -> str:
+def ensure_redis(url: str, instance: Path = INSTANCE, setting: str = "REDIS_URL") -> str:
     """`url` when it answers; else a private redis-server under instance/redis (its URL)."""
     if redis_answers(url):
         return url
     parsed = urlparse(url)
-    if parsed.hostname not in LOOPBACK:
-        raise ProvisionError(f"Redis at {parsed.hostname} does not answer; check the URL's setting.")
+    if parsed.hostname not in LOOPBACK:  # host and port only: the URL may hold a password
+        raise ProvisionError(f"{setting}: Redis at {parsed.hostname}:{parsed.port or 6379} does not answer")
     data = instance / "redis"
     port_file = data / "port"
     if port_file.exists() and redis_answers(_with_port(url, int(port_file.read_text()))):
@@ -203,7 +203,9 @@ def ensure_postgres(url: str, instance: Path = INSTANCE) -> str:
         return url
     parsed = urlparse(url)
     if parsed.hostname not in LOOPBACK:
-        raise ProvisionError(f"PostgreSQL at {parsed.hostname} does not answer; check RELAY_TEST_POSTGRES_URL.")
+        raise ProvisionError(
+            f"RELAY_TEST_POSTGRES_URL: PostgreSQL at {parsed.hostname}:{parsed.port or 5432} does not answer"
+        )
     data = instance / "pg" / "data"
     port_file = instance / "pg" / "port"
     if port_file.exists() and postgres_answers(_with_port(url, int(port_file.read_text()))):
@@ -284,10 +286,14 @@ def main(argv: list[str]) -> None:
             raise ProvisionError("usage: provision.py programs test|run | test -- command... | stop")
         env = dict(os.environ)
         ensure_programs(needed_programs("test", env))
-        env["RELAY_TEST_REDIS_URL"] = ensure_redis(env.get("RELAY_TEST_REDIS_URL", TEST_REDIS_URL))
+        test_redis = env.get("RELAY_TEST_REDIS_URL", TEST_REDIS_URL)
+        env["RELAY_TEST_REDIS_URL"] = ensure_redis(test_redis, INSTANCE, "RELAY_TEST_REDIS_URL")
         env["RELAY_TEST_POSTGRES_URL"] = ensure_postgres(env.get("RELAY_TEST_POSTGRES_URL", TEST_POSTGRES_URL))
     except ProvisionError as exc:
-        sys.exit(str(exc))
+        # The line and status of app/startup.py's refuse(): this file also runs with the system's
+        # Python before the venv exists, where the app package cannot be imported.
+        print(f"relay: refusing to start: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
     if command:
         os.execvpe(command[0], command, env)  # noqa: S606 - the Makefile's own command
 

@@ -96,6 +96,7 @@ def test_without_root_a_missing_program_stops_at_once_naming_the_one_command():
          "/usr/bin/python3", str(ROOT / "app" / "provision.py"), "test", "--", "/bin/true"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    assert result.returncode == 1, result
+    assert result.returncode == 2, result
+    assert result.stderr.startswith("relay: refusing to start: ") and len(result.stderr.splitlines()) == 1
     assert "sudo apt-get install -y chromium prometheus" in result.stderr
     assert time.monotonic() - started < 10
