@@ -33,8 +33,11 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+from flask import Flask
 
 from . import ROOT, create_app
 from .provision import ensure_redis
@@ -43,15 +46,17 @@ from .startup import check_port, check_stores, refuse, refusing, where
 READY_TIMEOUT_S = 300.0  # a slow machine's first load of the local model fits well within it
 STOP_GRACE_S = 8.0  # Ctrl-C stops everything within 10 s
 POLL_S = 0.5
-CHECKS = {"database": "the database", "redis": "Redis", "workers": "a worker", "local_model": "the local model"}
+CHECKS = {"database": "the database", "redis": "Redis", "workers": "the workers", "local_model": "the local model"}
+Echo = Callable[[str, str], None]  # (process name, output line)
 
 
 class Child:
     """One Procfile line: a process group of its own, its output kept in a log file."""
 
-    def __init__(self, name: str, command: str, env: dict[str, str], log_dir: Path, echo) -> None:
+    def __init__(self, name: str, command: str, env: dict[str, str], log_dir: Path, echo: Echo) -> None:
         self.name = name
         self.is_worker = "celery" in command.split()
+        self.runs_local_model = "RELAY_PRELOAD_LOCAL_MODEL=1" in command.split()
         self.ready = False  # a Celery worker prints `<name>@<host> ready.` once it takes jobs
         self.lines: deque[str] = deque(maxlen=500)
         self.log_path = log_dir / f"{name}.log"
@@ -68,7 +73,7 @@ class Child:
         self.reader = threading.Thread(target=self._read, args=(self.popen.stdout, echo), daemon=True)
         self.reader.start()
 
-    def _read(self, stream: IO[bytes], echo) -> None:
+    def _read(self, stream: IO[bytes], echo: Echo) -> None:
         with open(self.log_path, "wb") as log:
             for raw in stream:
                 log.write(raw)
@@ -78,11 +83,14 @@ class Child:
                 self.ready = self.ready or line.endswith(" ready.")
                 echo(self.name, line)
 
+    def output(self) -> list[str]:
+        return list(self.lines)  # a copy: the reader thread appends (iterating the deque itself could fail)
+
     def exit_status(self) -> int | None:
         return self.popen.poll()
 
     def last_line(self) -> str:
-        return next((line for line in reversed(self.lines) if line.strip()), "(no output)")
+        return next((line for line in reversed(self.output()) if line.strip()), "(no output)")
 
     def terminate(self) -> None:
         if self.popen.poll() is None:
@@ -120,7 +128,7 @@ def read_procfile(path: Path) -> list[tuple[str, str]]:
     return entries
 
 
-def prepare():
+def prepare() -> Flask:
     """Everything before the first process starts (a refusal exits here, before any URL)."""
     app = create_app()
     config = app.config
@@ -141,7 +149,7 @@ def prepare():
     return app
 
 
-def child_env(app) -> dict[str, str]:
+def child_env(app: Flask) -> dict[str, str]:
     env = dict(os.environ)
     metrics_dir = Path(app.instance_path) / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -174,19 +182,24 @@ def awaited(checks: dict[str, str] | None, children: list[Child]) -> list[str]:
         missing = ["the web server"]
     else:
         missing = [what for key, what in CHECKS.items() if checks.get(key) != "ok"]
-    # /health/ready's `workers` is ok when any worker answers: each worker process must be ready.
-    return missing + [f"the {child.name} process" for child in children if child.is_worker and not child.ready]
+    # /health/ready's `workers` is ok when any worker answers: each worker process must say it is ready.
+    starting = [child.name for child in children if child.is_worker and not child.ready]
+    if starting:
+        missing.append(f"the {' and '.join(starting)} process{'es' if len(starting) > 1 else ''}")
+    return missing
 
 
 def local_model_failure(checks: dict[str, str] | None, children: list[Child]) -> str | None:
     """The local model's error line, once a worker has reported it failed (`failed` alone is also
-    what a worker records while it proves the model: the error line is what says it is over)."""
+    what a worker records while it proves the model: an error line is what says it is over).
+    The first line about the local model, else the first error of its process (a crashed child)."""
     if not checks or checks.get("local_model") != "failed":
         return None
     for child in children:
-        for line in child.lines:
-            if "ERROR" in line and "local model" in line:
-                return f"the local model failed in the {child.name} process: {line}"
+        errors = [line for line in child.output() if "ERROR" in line]
+        about_model = [line for line in errors if "local model" in line]
+        if about_model or (errors and child.runs_local_model):
+            return f"the local model failed in the {child.name} process: {(about_model or errors)[0]}"
     return None
 
 
@@ -235,51 +248,55 @@ def stop(children: list[Child], interrupts: Interrupts, console: Console) -> Non
     """SIGTERM to each program; SIGKILL to what is left after STOP_GRACE_S or at the next Ctrl-C."""
     console.following = False
     asked = interrupts.count  # the Ctrl-C that asked for this stop, if one did
+    if asked:
+        console.say("Stopping (Ctrl-C again to kill).")
     for child in children:
         child.terminate()
     deadline = time.monotonic() + STOP_GRACE_S
     while any(c.exit_status() is None for c in children) and time.monotonic() < deadline:
         if interrupts.count > asked:
-            console.say("Killing the processes.")
+            console.say("Killing.")
             break
         time.sleep(0.1)
     for child in children:
         child.kill()
 
 
-def supervise(app, procfile: Path) -> int:
+def wait_until_ready(children: list[Child], base: str, interrupts: Interrupts, console: Console, log_dir: Path) -> bool:
+    """True once everything is ready, False at Ctrl-C; a process or local model that fails, or
+    nothing ready after READY_TIMEOUT_S, refuses (one line, status 2)."""
+    started, shown = time.monotonic(), None
+    while not interrupts.count:
+        checks = readiness(base)
+        failure = stopped_early(children) or local_model_failure(checks, children)
+        if failure:
+            refuse(failure)
+        missing = awaited(checks, children)
+        if not missing:
+            return True
+        if time.monotonic() - started > READY_TIMEOUT_S:
+            refuse(f"not ready after {READY_TIMEOUT_S:.0f} s, still waiting for {', '.join(missing)} (see {log_dir}/)")
+        if missing != shown:
+            console.say(f"  waiting for {', '.join(missing)} ({time.monotonic() - started:.0f} s)")
+            shown = missing
+        time.sleep(POLL_S)
+    return False
+
+
+def supervise(app: Flask, procfile: Path) -> int:
+    """Run the Procfile until Ctrl-C (status 0) or until a process stops (1); refusals exit 2.
+    Whatever happens, every process is stopped on the way out."""
     config = app.config
     log_dir = Path(app.instance_path) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = child_env(app)
-    console = Console()
-    interrupts = Interrupts()
+    console, interrupts = Console(), Interrupts()
     entries = read_procfile(procfile)
     console.say(f"Starting {', '.join(name for name, _ in entries)} (their output: {log_dir}/)")
     children = [Child(name, command, env, log_dir, console.echo) for name, command in entries]
-    base = local_url(config["HOST"], config["PORT"])
     try:
-        started, shown = time.monotonic(), None
-        while True:
-            if interrupts.count:
-                console.say("Stopping.")
-                return 0
-            checks = readiness(base)
-            failure = stopped_early(children) or local_model_failure(checks, children)
-            if failure:
-                refuse(failure)  # the processes are stopped on the way out
-            missing = awaited(checks, children)
-            if not missing:
-                break
-            if time.monotonic() - started > READY_TIMEOUT_S:
-                refuse(
-                    f"not ready after {READY_TIMEOUT_S:.0f} s, still waiting for {', '.join(missing)} (see {log_dir}/)"
-                )
-            if missing != shown:
-                console.say(f"  waiting for {', '.join(missing)} ({time.monotonic() - started:.0f} s)")
-                shown = missing
-            time.sleep(POLL_S)
-
+        if not wait_until_ready(children, local_url(config["HOST"], config["PORT"]), interrupts, console, log_dir):
+            return 0
         console.say(links(config["PUBLIC_URL"] or f"http://{config['HOST']}:{config['PORT']}", log_dir))
         console.following = True
         while not interrupts.count:
@@ -288,7 +305,6 @@ def supervise(app, procfile: Path) -> int:
                 print(f"relay: {ended}; stopping the others", file=sys.stderr, flush=True)
                 return 1
             time.sleep(POLL_S)
-        console.say("Stopping (Ctrl-C again to kill).")
         return 0
     finally:
         stop(children, interrupts, console)
