@@ -84,8 +84,9 @@ _DEFAULT_PORTS = {"redis": 6379, "postgresql+psycopg": 5432, "postgresql": 5432}
 
 def needed_programs(target: str, env: dict[str, str]) -> list[str]:
     """The programs `make <target>` needs: a store's server only when nothing listens on its address."""
-    if target == "run":
-        return [] if _listening(env.get("REDIS_URL", "redis://127.0.0.1:6379/0")) else ["redis-server"]
+    if target == "run":  # a private redis-server serves only a loopback REDIS_URL that nothing answers
+        url = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        return [] if _listening(url) or urlparse(url).hostname not in LOOPBACK else ["redis-server"]
     names = ["chromium", "promtool"]
     if not _listening(env.get("RELAY_TEST_REDIS_URL", TEST_REDIS_URL)):
         names.append("redis-server")

@@ -152,11 +152,18 @@ def test_an_unreachable_redis_is_refused_naming_host_and_port_never_the_password
 
 
 def test_a_missing_redis_server_is_refused_naming_the_package(dev_env, tmp_path):
-    """Nothing answers on REDIS_URL, and neither redis-server nor apt-get is on the PATH."""
+    """Nothing answers on REDIS_URL, and neither redis-server nor apt-get is on the PATH: the dev
+    server refuses, and so does the check `make run` makes first with the system's Python."""
     dev_env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/15"
     dev_env["PATH"] = str(VENV_BIN)
     line = refusal(dev_env, tmp_path)
     assert "redis-server" in line and "apt-get install -y redis-server" in line
+
+    first = subprocess.run(  # noqa: S603 - the Makefile's provision-run
+        ["/usr/bin/python3", "app/provision.py", "programs", "run"],
+        cwd=ROOT, env=dev_env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert first.returncode == 2 and first.stderr.strip() == line and first.stdout == ""
 
 
 def test_a_worker_that_stops_is_named_with_its_log_line_instead_of_the_links(dev_env, tmp_path):
