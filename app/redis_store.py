@@ -10,7 +10,6 @@ import redis
 from redis.commands.core import Script
 
 T = TypeVar("T")
-POOL_SIZE = 500  # connections per process; gevent callers queue for one beyond that
 
 
 class RedisStore:
@@ -19,30 +18,23 @@ class RedisStore:
     def __init__(self) -> None:
         self.url: str | None = None
         self.prefix = "relay:"
+        self.pool_size = 24
+        self.pool_timeout = 5.0
         self._client: redis.Redis | None = None
 
-    def init(self, url: str, prefix: str) -> None:
-        if self._client is not None and url != self.url:
+    def init(self, url: str, prefix: str, pool_size: int = 24, pool_timeout: float = 5.0) -> None:
+        if self._client is not None and (url, pool_size, pool_timeout) != (self.url, self.pool_size, self.pool_timeout):
             self._client.close()
             self._client = None
         self.url, self.prefix = url, prefix
+        self.pool_size, self.pool_timeout = pool_size, pool_timeout
 
     @property
     def client(self) -> redis.Redis:
         if self._client is None:
             if self.url is None:
                 raise RuntimeError("RedisStore.init() was not called")
-            # A blocking pool: at its size, callers wait (up to 5 s) for a free
-            # connection instead of failing, so a burst never turns into errors.
-            pool = redis.BlockingConnectionPool.from_url(
-                self.url,
-                decode_responses=True,
-                socket_connect_timeout=2,
-                socket_timeout=5,
-                health_check_interval=30,
-                max_connections=POOL_SIZE,
-                timeout=5,
-            )
+            pool = bounded_pool(self.url, self.pool_size, self.pool_timeout, decode_responses=True)
             self._client = redis.Redis(connection_pool=pool)
         return self._client
 
@@ -52,6 +44,20 @@ class RedisStore:
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
+
+
+def bounded_pool(url: str, size: int, timeout: float, **options: object) -> redis.BlockingConnectionPool:
+    """A pool of at most `size` connections: at its size callers wait (up to `timeout` s) for a free
+    one instead of opening more, so a burst never exceeds what a managed Redis allows a client."""
+    return redis.BlockingConnectionPool.from_url(
+        url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
+        max_connections=size,
+        timeout=timeout,
+        **options,
+    )
 
 
 _scripts: dict[tuple[int, str], Script] = {}

@@ -46,7 +46,9 @@ def register_extensions(app: Flask) -> None:
         hops = config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     database.init(config["DATABASE_URL"], config["DB_POOL_SIZE"])
-    redis_store.init(config["REDIS_URL"], config["REDIS_KEY_PREFIX"])
+    redis_store.init(
+        config["REDIS_URL"], config["REDIS_KEY_PREFIX"], config["REDIS_POOL_SIZE"], config["REDIS_POOL_TIMEOUT_SECONDS"]
+    )
     migrate.init_app(app, database, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     cors.init_app(
         app,

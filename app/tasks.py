@@ -23,12 +23,15 @@ def celery_init_app(app: Flask) -> Celery:
         {
             "broker_url": config["CELERY_BROKER_URL"],
             "broker_connection_retry_on_startup": True,
-            # Hundreds of green threads ack through the broker pool: size it like the pool.
             "broker_transport_options": {
                 "global_keyprefix": config["REDIS_KEY_PREFIX"] + "celery:",
+                # A worker's green threads ack through its consuming channel's own pool, which
+                # fails rather than waits when full: room for every one. Connections open on
+                # demand, so a web process (one publisher per pooled connection) uses few.
                 "max_connections": 1000,
             },
-            "broker_pool_limit": 100,
+            # Publishers share this many broker connections per process and wait for a free one.
+            "broker_pool_limit": config["BROKER_POOL_SIZE"],
             "task_serializer": "json",
             "result_serializer": "json",
             "accept_content": ["json"],

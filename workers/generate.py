@@ -22,9 +22,10 @@ from app.redis_store import with_retries
 from app.streams import CLAIM_REFUSED, CLAIMED_CANCELLED, REJECTED_CANCELLED, REJECTED_ENDED, StreamRuntime, error_data
 from app.streams.job import GenerationJob
 
-from .cancel_watch import Cancelled, CancelWatcher, Watch
+from . import coalesce
+from .cancel_watch import Cancelled, CancelWatcher
 from .liveness import worker_id
-from .providers import ProviderError, get_provider
+from .providers import Delta, ProviderError, get_provider
 
 log = logging.getLogger("relay.workers.generate")
 
@@ -40,7 +41,8 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 class _Progress:
     started: float = field(default_factory=time.monotonic)
     first_chunk_at: float | None = None
-    parts: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)  # the provider's chunks sent so far
+    events: int = 0  # message_chunk events sent so far (a batch of chunks is one)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
@@ -80,7 +82,7 @@ def generate(job: dict) -> None:
             provider = get_provider(spec.provider, runtime.settings)
             # Settled as is when the provider reports no usage (an early stop, a server that omits it).
             progress.prompt_tokens = tokens.count_prompt_tokens(spec, work.messages)
-            _run_provider(journal, work, provider, spec, progress)
+            _run_provider(journal, work, provider, spec, progress, runtime.settings["STREAM_COALESCE_MS"] / 1000)
     except ProviderError as exc:
         log.warning("stream %s: provider error: %s", stream_id, exc)
         error = ("provider_error", str(exc))
@@ -90,17 +92,16 @@ def generate(job: dict) -> None:
     _finish(runtime, stream_id, spec, progress, error)
 
 
-def _run_provider(journal, job: GenerationJob, provider, spec, progress) -> None:
-    stream_id, max_tokens, cost_cap_usd = job.stream_id, job.max_tokens, job.cost_cap_usd
+def _run_provider(journal, job: GenerationJob, provider, spec, progress, window_s: float) -> None:
     attempt = 0
     while True:
         try:
             with (
-                _cancel_watcher(journal).watch(stream_id) as watch,
-                closing(provider.stream(spec, job.messages, max_tokens, job.sampling)) as deltas,
+                _cancel_watcher(journal).watch(job.stream_id) as watch,
+                closing(provider.stream(spec, job.messages, job.max_tokens, job.sampling)) as deltas,
             ):
-                for delta in _watched(deltas, watch):
-                    if not _take(journal, stream_id, spec, delta, max_tokens, cost_cap_usd, progress):
+                for batch in coalesce.batches(deltas, watch, window_s):
+                    if not _take(journal, job, spec, batch, progress):
                         return
             progress.finish_reason = progress.finish_reason or "stop"
             return
@@ -114,52 +115,47 @@ def _run_provider(journal, job: GenerationJob, provider, spec, progress) -> None
             time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
 
 
-def _watched(deltas, watch: Watch):
-    """The provider's deltas, with the watcher armed only while we wait for the next."""
-    iterator = iter(deltas)
-    while True:
-        if watch.cancelled:
-            raise Cancelled
-        watch.waiting = True
-        try:
-            delta = next(iterator)
-        except StopIteration:
-            return
-        finally:
-            watch.waiting = False
-        watch.activity()
-        yield delta
-
-
-def _take(journal, stream_id, spec, delta, max_tokens, cost_cap_usd, progress: _Progress) -> bool:
-    """Record one delta; False when generation must stop (cap, length, cancel)."""
-    if delta.prompt_tokens is not None:
-        progress.prompt_tokens = delta.prompt_tokens
-    if delta.finish_reason:
-        progress.finish_reason = delta.finish_reason
-    if not delta.text:
-        if delta.completion_tokens is not None:
-            progress.completion_tokens = delta.completion_tokens
-        return True
-    # The client and the database must hold the same text, on PostgreSQL too.
-    text = _UNSTORABLE.sub("\ufffd", delta.text)
-    # Providers that report output tokens only at the end get the tokenizer's count per chunk
-    # (a chunk holds one or more tokens): the cap must not be overrun by counting low.
-    completion = delta.completion_tokens or progress.completion_tokens + max(1, tokens.count_text_tokens(spec, text))
-    cost = spec.cost(progress.prompt_tokens, completion)
-    if cost > cost_cap_usd:
-        progress.finish_reason = "cost_cap"
-        return False
-    chunk = {"content": text, "index": len(progress.parts), "cost_usd": round(cost, 8)}
-    if journal.append(stream_id, "message_chunk", chunk) in (REJECTED_CANCELLED, REJECTED_ENDED):
-        progress.finish_reason = "cancelled"
-        return False
+def _take(journal, job: GenerationJob, spec, batch: list[Delta], progress: _Progress) -> bool:
+    """Record a batch of deltas as one event (their text joined); False when generation must stop
+    (cost cap, length, cancel). Each delta is counted and checked on its own, as it arrived."""
+    texts: list[str] = []
+    completion = progress.completion_tokens
+    stop = None
+    for delta in batch:
+        if delta.prompt_tokens is not None:
+            progress.prompt_tokens = delta.prompt_tokens
+        if delta.finish_reason:
+            progress.finish_reason = delta.finish_reason
+        if not delta.text:
+            if delta.completion_tokens is not None:
+                completion = delta.completion_tokens
+            continue
+        # The client and the database must hold the same text, on PostgreSQL too.
+        text = _UNSTORABLE.sub("\ufffd", delta.text)
+        # Providers that report output tokens only at the end get the tokenizer's count per chunk
+        # (a chunk holds one or more tokens): the cap must not be overrun by counting low.
+        counted = delta.completion_tokens or completion + max(1, tokens.count_text_tokens(spec, text))
+        if spec.cost(progress.prompt_tokens, counted) > job.cost_cap_usd:
+            stop = "cost_cap"
+            break
+        texts.append(text)
+        completion = counted
+        if len(progress.parts) + len(texts) >= job.max_tokens:  # a provider that ignores max_tokens
+            stop = "length"  # (each chunk is a token or more)
+            break
+    if texts:
+        cost = round(spec.cost(progress.prompt_tokens, completion), 8)
+        chunk = {"content": "".join(texts), "index": progress.events, "cost_usd": cost}
+        if journal.append(job.stream_id, "message_chunk", chunk) in (REJECTED_CANCELLED, REJECTED_ENDED):
+            progress.finish_reason = "cancelled"
+            return False
+        progress.events += 1
+        progress.parts += texts
+        if progress.first_chunk_at is None:
+            progress.first_chunk_at = time.monotonic()
     progress.completion_tokens = completion
-    progress.parts.append(text)
-    if progress.first_chunk_at is None:
-        progress.first_chunk_at = time.monotonic()
-    if len(progress.parts) >= max_tokens:  # a provider that ignores max_tokens (each chunk is a token or more)
-        progress.finish_reason = "length"
+    if stop:
+        progress.finish_reason = stop
         return False
     return True
 

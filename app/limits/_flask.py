@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response
 from .. import audit, extensions
 from ..errors import APIError, error_response, too_many
 from ..observability import RATE_LIMIT_HITS, SECURITY_VIOLATIONS, endpoint_label
+from ..redis_store import bounded_pool
 from ._rules import client_ip, code_for, limit_string
 
 log = logging.getLogger("relay.limits")
@@ -58,9 +59,9 @@ def init_app(app: Flask, limiter: Limiter) -> None:
     config["RATELIMIT_STORAGE_URI"] = config["REDIS_URL"]
     config["RATELIMIT_STORAGE_OPTIONS"] = {
         "key_prefix": extensions.redis_store.key("limits"),
-        "socket_connect_timeout": 2,
-        "socket_timeout": 5,
-        "health_check_interval": 30,
+        "connection_pool": bounded_pool(
+            config["REDIS_URL"], config["LIMITER_POOL_SIZE"], config["REDIS_POOL_TIMEOUT_SECONDS"]
+        ),
     }
     limiter.init_app(app)
     app.before_request(_remember_application_limits)

@@ -209,7 +209,13 @@ class PubSubHub:
         pubsub = self._pubsub
         assert pubsub is not None
         while not self._stopping:
-            message = pubsub.get_message(timeout=30.0)
+            if not pubsub.subscribed:  # no channel yet, or none left: nothing to read
+                pubsub.subscribed_event.wait(1.0)
+                continue
+            # A blocking read: no readiness poll before each message (a syscall and a parse of
+            # their own), and a connection closed under it fails as a ConnectionError.
+            response = pubsub.parse_response(block=True)
+            message = pubsub.handle_message(response) if response else None
             if message is None:
                 continue
             kind, channel = message["type"], message["channel"]

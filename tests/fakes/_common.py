@@ -8,7 +8,9 @@ import re
 from gevent.pywsgi import WSGIServer
 
 # Directives in the last user message that steer a fake's reply (see each fake's docstring).
-DIRECTIVE = re.compile(r"#(fail_once|fail|cut|truncate|sse_error|ttft|hold|ignore_max_tokens|no_usage|bad_chars)=(\d+)")
+DIRECTIVE = re.compile(
+    r"#(fail_once|fail|cut|truncate|sse_error|ttft|hold|ignore_max_tokens|no_usage|bad_chars|chunks|gap)=(\d+)"
+)
 # `#bad_chars=1`: a reply holding what PostgreSQL cannot store (NUL) and what UTF-8 cannot
 # encode (a lone surrogate, sent as the JSON escape \ud800).
 BAD_CHARS_REPLY = ["nul\x00", " lone\ud800", " end"]
@@ -39,9 +41,13 @@ def directives(message: str) -> dict[str, int]:
 
 def split_reply(message: str, default_reply: str) -> list[str]:
     """`echo:<text>` streams <text> in 3-character pieces; `#bad_chars=1` BAD_CHARS_REPLY;
-    otherwise the default, a word a piece."""
+    `#chunks=<n>` n pieces, the default reply's words over and over; otherwise the default, a word a piece."""
     if "#bad_chars=1" in message:
         return list(BAD_CHARS_REPLY)
+    if "#chunks=" in message:
+        count = directives(message)["chunks"]
+        words = default_reply.split(" ")
+        return [words[i % len(words)] + " " for i in range(count)]
     if message.startswith("echo:"):
         text = message[len("echo:") :]
         return [text[i : i + 3] for i in range(0, len(text), 3)] or [""]

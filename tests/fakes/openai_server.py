@@ -17,6 +17,8 @@ Replies are deterministic. The last user message steers the reply:
   "#ignore_max_tokens=1"  stream the whole reply whatever max_tokens says
                    (a server that overruns it; Relay's own guard must stop it)
   "#no_usage=1"    never send usage, even when stream_options asks for it
+  "#chunks=<n>"    the reply is n words (the default reply's, over and over), one a chunk
+  "#gap=<ms>"      wait that long between chunks (instead of the server-wide delay; 0: none)
   "#bad_chars=1"   the reply holds NUL and a lone surrogate (JSON escapes \\u0000, \\ud800)
   "#echo_request"  the reply is the JSON of what the request's messages and sampling
                    options were (messages, temperature, top_p, stop), in 3-character pieces
@@ -151,7 +153,7 @@ class FakeOpenAI:
                     yield f"data: {json.dumps({'error': {'message': 'fake overload', 'type': 'server_error'}})}\n\n".encode()
                     return
                 if index:
-                    gevent.sleep(self.token_s)
+                    gevent.sleep(directives["gap"] / 1000 if "gap" in directives else self.token_s)
                 yield _chunk(model, {"role": "assistant", "content": piece} if index == 0 else {"content": piece})
             yield _chunk(model, {}, finish)
             if (body.get("stream_options") or {}).get("include_usage") and not directives.get("no_usage"):
