@@ -77,9 +77,7 @@ def install(app: Flask) -> None:
             _log_stream(runtime, entry[0])
 
     def shutting_down(**_: Any) -> None:
-        timer = threading.Timer(grace_s, end_unfinished, args=(runtime,))
-        timer.daemon = True
-        timer.start()
+        _later(grace_s, end_unfinished, runtime)
         with _lock:
             count = len(_running)
         log.warning("warm shutdown: %d generations running; those left after %.0fs end worker_lost", count, grace_s)
@@ -87,6 +85,21 @@ def install(app: Flask) -> None:
     task_prerun.connect(started, weak=False, dispatch_uid="relay.lifecycle.prerun")
     task_postrun.connect(finished, weak=False, dispatch_uid="relay.lifecycle.postrun")
     worker_shutting_down.connect(shutting_down, weak=False, dispatch_uid="relay.lifecycle.shutdown")
+
+
+def _later(seconds: float, call: Any, *args: Any) -> None:
+    """Run `call(*args)` after `seconds`, in the background. Under gevent the signal arrives in the
+    hub, where a thread's start (which waits for the thread) may not block: a timer greenlet instead."""
+    from gevent import monkey
+
+    if monkey.is_module_patched("threading"):
+        import gevent
+
+        gevent.spawn_later(seconds, call, *args)
+        return
+    timer = threading.Timer(seconds, call, args=args)
+    timer.daemon = True
+    timer.start()
 
 
 def _log_stream(runtime: Any, stream_id: str) -> None:

@@ -179,6 +179,9 @@ def test_sigterm_to_a_worker_mid_generation_completes_or_ends_its_streams(relay,
         assert ended_after < grace + 3, f"streams ended {ended_after:.1f}s after SIGTERM"
     log = worker.log_path.read_text(errors="replace")
     assert "Warm shutdown" in log or "warm shutdown" in log
+    assert "Traceback" not in log
+    if grace == 1:  # the worker itself ended them when its grace ran out (not a reader noticing it gone)
+        assert "grace over, 5 unfinished generations ended worker_lost" in log
 
 
 def test_gunicorn_takes_its_graceful_timeout_from_the_setting(monkeypatch):
