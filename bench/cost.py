@@ -11,7 +11,7 @@ the stack's idle CPU over the same time (measured first, with nothing to do).
 
     .venv/bin/python bench/cost.py [--replies 100] [--postgres URL] [--profile docs/perf/after]
 
---profile records each process kind with py-spy during the 200-chunk phases
+--profile records each process kind with py-spy during each phase
 and writes one flame graph (SVG) per kind; the CPU figures of a profiled run
 include py-spy's sampling pauses and are not the ones to quote.
 """
@@ -229,7 +229,7 @@ def main() -> None:
         for chunks, gap in SHAPES:
             phase = Phase(chunks, gap)
             label = f"{chunks}x{gap}ms"
-            with profiled(kinds, args.profile if chunks == 200 else None, label, args.profile_format):
+            with profiled(kinds, args.profile, label, args.profile_format):
                 run_phase(phase, args.replies, relay_client, direct_client, token, kinds)
             phases.append(phase)
     report(phases, args.replies, "PostgreSQL" if args.postgres else "SQLite")
