@@ -175,9 +175,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s("STREAM_READER_QUEUE", 256, int, "events buffered per SSE reader before it resyncs from the journal"),
     _s(
         "STREAM_COALESCE_MS",
-        5.0,
+        10.0,
         float,
-        "provider chunks arriving within this many ms of the first are journaled as one event; 0: one each",
+        "a stream's events are this many ms apart at least: chunks arriving meanwhile go out as one; 0: one each",
     ),
     # Limits and budgets
     *(

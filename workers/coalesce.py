@@ -6,16 +6,20 @@ whatever its size; providers often send a token a chunk, milliseconds apart.
 So a stream's events are spaced at least `window_s` apart: a delta that arrives
 after a quiet spell goes out at once (the first chunk is never held), and what
 arrives within the window after an event waits for the window's end and goes
-out together with it. No delta waits longer than the window, and the end of the
-reply is never held.
+out with the others in one event. The end of the reply (the delta with the
+finish reason) is never held.
 
 A reader greenlet pulls the provider's deltas into a queue while the task
-writes the previous batch, so a slow Redis round trip also batches. That needs
-gevent (the remote-provider worker); elsewhere (the local model's prefork
-worker, where tokens come tens of milliseconds apart) each delta is its own batch.
+writes the previous batch. Until the window's end the reader pauses: what the
+provider sends meanwhile waits in the socket and is read in one go then (a
+read per window, not a read and a wake-up per chunk).
+That needs gevent (the remote-provider worker); elsewhere (the local model's
+prefork worker, where tokens come tens of milliseconds apart) each delta is
+its own batch.
 
-The task is told it is `waiting` only while it blocks on the queue, so a cancel
-can interrupt it there (workers/cancel_watch.py), as it did the provider read.
+The task is told it is `waiting` whenever it blocks (on the queue or on the
+window), so a cancel interrupts it there (workers/cancel_watch.py), as it did
+the provider read.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 from collections.abc import Iterator
 
 import gevent
+import gevent.event
 import gevent.queue
 from gevent import monkey
 
@@ -40,84 +45,116 @@ class _Failure:
         self.error = error
 
 
+class _Pace:
+    """What the task and its reader share: the queue, and when the next batch may go."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.queue: gevent.queue.SimpleQueue = gevent.queue.SimpleQueue()
+        self.next_send = 0.0  # monotonic time before which a batch is held
+        self.task_waiting = False  # the task waits for a delta
+        self.sent_any = False  # a batch went out
+        self.resume: gevent.event.Event | None = None  # set at the window's end to wake a paused reader
+        self.last = gevent.event.Event()  # set when the reply's last delta (or its failure) is queued
+
+
 def batches(deltas: Iterator[Delta], watch: Watch, window_s: float) -> Iterator[list[Delta]]:
     """The deltas of `deltas`, in order, in lists; raises what `deltas` raises, where it raised it."""
     if window_s <= 0 or not monkey.is_module_patched("socket"):
         yield from _one_by_one(deltas, watch)
         return
-    pending: gevent.queue.SimpleQueue = gevent.queue.SimpleQueue()
-    reader = gevent.spawn(_pull, deltas, pending)
+    pace = _Pace(window_s)
+    reader = gevent.spawn(_pull, deltas, pace)
     try:
-        yield from _windows(pending, watch, window_s)
+        yield from _windows(pace, watch)
     finally:
         reader.kill()  # a stop (cap, cancel) before the end: the provider's response closes
 
 
-def _pull(deltas: Iterator[Delta], pending: gevent.queue.SimpleQueue) -> None:
+def _pull(deltas: Iterator[Delta], pace: _Pace) -> None:
+    iterator = iter(deltas)
     try:
-        for delta in deltas:
-            pending.put(delta)
+        while True:
+            pause = pace.next_send - time.monotonic()
+            if pause > 0:
+                # A batch is held until then: what the provider sends meanwhile waits in the
+                # socket and is read in one go (the task wakes us at the window's end).
+                pace.resume = resume = gevent.event.Event()
+                resume.wait(pause)
+            try:
+                delta = next(iterator)
+            except StopIteration:
+                break
+            pace.queue.put(delta)
+            if delta.finish_reason:
+                pace.last.set()  # the reply is complete: no reason to hold it
+            if not pace.sent_any and pace.task_waiting:
+                gevent.sleep(0)  # the first delta goes out now, not after the rest of its burst is read
     except gevent.GreenletExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - handed to the task, which raises it
-        pending.put(_Failure(exc))
+        pace.queue.put(_Failure(exc))
+        pace.last.set()
         return
-    pending.put(_END)
+    pace.queue.put(_END)
+    pace.last.set()
 
 
-def _windows(pending: gevent.queue.SimpleQueue, watch: Watch, window_s: float) -> Iterator[list[Delta]]:
-    last_sent = -window_s
+def _windows(pace: _Pace, watch: Watch) -> Iterator[list[Delta]]:
     while True:
-        batch: list[Delta] = []
-        item = _wait(pending, watch, None)
-        hold_until = last_sent + window_s
-        while True:
-            if item is _END or isinstance(item, _Failure):
-                if batch:
-                    yield batch
-                if isinstance(item, _Failure):
-                    raise item.error
-                return
-            batch.append(item)
-            watch.activity()
-            if pending.qsize():  # already here: never worth a wait
-                item = pending.get()
-                continue
-            remaining = hold_until - time.monotonic()
-            if remaining <= 0:
-                break
-            item = _wait(pending, watch, remaining)
-            if item is None:
-                break
-        yield batch
-        last_sent = time.monotonic()
+        pace.task_waiting = True
+        try:
+            first = _blocking(watch, pace.queue.get)
+        finally:
+            pace.task_waiting = False
+        hold = pace.next_send - time.monotonic()
+        if hold > 0 and first is not _END and not isinstance(first, _Failure):
+            _blocking(watch, pace.last.wait, hold)  # the window's end, or the reply's if sooner
+            if pace.resume is not None:
+                pace.resume.set()  # the reader reads what arrived during the window ...
+            gevent.sleep(0)  # ... before the batch is taken (it runs until its socket would block)
+        batch, last = _take_queued(pace.queue, first)
+        pace.next_send = time.monotonic() + pace.window_s  # the reader pauses from now on
+        if batch:
+            pace.sent_any = True
+            yield batch
+        if last is _END:
+            return
+        if isinstance(last, _Failure):
+            raise last.error
 
 
-def _wait(pending: gevent.queue.SimpleQueue, watch: Watch, timeout: float | None):
-    """The next item, or None after `timeout`; interruptible by a cancel while it waits."""
+def _take_queued(queue: gevent.queue.SimpleQueue, first) -> tuple[list[Delta], object]:
+    """`first` and every delta queued after it, up to the end or a failure (returned apart)."""
+    batch: list[Delta] = []
+    item = first
+    while True:
+        if item is _END or isinstance(item, _Failure):
+            return batch, item
+        batch.append(item)
+        if not queue.qsize():
+            return batch, None
+        item = queue.get()
+
+
+def _blocking(watch: Watch, call, *args):
+    """`call(*args)`, which blocks; a cancel may interrupt it (and is checked before)."""
     if watch.cancelled:
         raise Cancelled
     watch.waiting = True
     try:
-        return pending.get(timeout=timeout)
-    except gevent.queue.Empty:
-        return None
+        return call(*args)
     finally:
         watch.waiting = False
+        watch.activity()
 
 
 def _one_by_one(deltas: Iterator[Delta], watch: Watch) -> Iterator[list[Delta]]:
     """Each delta its own batch, read in the task itself (the cancel watcher may interrupt the read)."""
     iterator = iter(deltas)
     while True:
-        if watch.cancelled:
-            raise Cancelled
-        watch.waiting = True
         try:
-            delta = next(iterator)
+            delta = _blocking(watch, next, iterator)
         except StopIteration:
             return
-        finally:
-            watch.waiting = False
-        watch.activity()
         yield [delta]

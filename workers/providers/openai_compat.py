@@ -27,18 +27,20 @@ class OpenAIProvider(Provider):
         self, model: ModelSpec, messages: list[dict[str, str]], max_tokens: int, sampling: Sampling = NO_SAMPLING
     ) -> Iterator[Delta]:
         finished = False
+        body = {
+            "model": model.upstream,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **sampling.chat_options(),
+        }
         try:
-            # The SDK makes the request (auth, base URL, timeouts, status errors), but its chunks are
-            # read as plain JSON: building its typed models cost about 130 us a chunk, most of the
-            # worker's CPU per reply.
-            with self.client.chat.completions.with_streaming_response.create(
-                model=model.upstream,
-                messages=messages,
-                max_tokens=max_tokens,
-                stream=True,
-                stream_options={"include_usage": True},
-                **sampling.chat_options(),
-            ) as response:
+            # The SDK makes the request (auth, base URL, timeouts, status errors) through its documented
+            # low-level call, and the chunks are read as plain JSON: its typed parameters and chunk
+            # models cost about 0.5 ms a request and 130 us a chunk, most of a worker's CPU per reply.
+            response = self.client.post("/chat/completions", cast_to=httpx2.Response, body=body, stream=True)
+            try:
                 for data in sse_data(response.iter_lines()):
                     if data == "[DONE]":
                         break
@@ -46,6 +48,8 @@ class OpenAIProvider(Provider):
                     finished = finished or delta.finish_reason is not None
                     if delta.text or delta.finish_reason or delta.prompt_tokens is not None:
                         yield delta
+            finally:
+                response.close()
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
             raise _provider_error(exc) from None
         except (httpx2.HTTPError, httpx2.StreamError, ValueError):  # the body broke off, or is not what the API sends
