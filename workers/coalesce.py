@@ -6,14 +6,16 @@ whatever its size; providers often send a token a chunk, milliseconds apart.
 So a stream's events are spaced at least `window_s` apart: a delta that arrives
 after a quiet spell goes out at once (the first chunk is never held), and what
 arrives within the window after an event waits for the window's end and goes
-out with the others in one event. The end of the reply (the delta with the
-finish reason) is never held.
+out with the others in one event.
 
 A reader greenlet pulls the provider's deltas into a queue while the task
-writes the previous batch. Until the window's end the reader pauses: what the
-provider sends meanwhile waits in the socket and is read in one go then (a
-read per window, not a read and a wake-up per chunk).
-That needs gevent (the remote-provider worker); elsewhere (the local model's
+writes the previous batch. When chunks come spaced out in time, the reader
+pauses until the window's end: what the provider sends meanwhile waits in the
+socket and is read in one go then (a read per window, not a read and a wake-up
+per chunk). A burst is read on to its end, so a reply's last delta is held
+only when it comes on its own, and then at most one window.
+
+This needs gevent (the remote-provider worker); elsewhere (the local model's
 prefork worker, where tokens come tens of milliseconds apart) each delta is
 its own batch.
 
@@ -36,6 +38,7 @@ from .cancel_watch import Cancelled, Watch
 from .providers import Delta
 
 _END = object()  # the provider's reply ended
+SPACED_S = 0.001  # a read that waited this long: the provider sends chunks spaced out in time
 
 
 class _Failure:
@@ -73,18 +76,22 @@ def batches(deltas: Iterator[Delta], watch: Watch, window_s: float) -> Iterator[
 
 def _pull(deltas: Iterator[Delta], pace: _Pace) -> None:
     iterator = iter(deltas)
+    spaced = False
     try:
         while True:
-            pause = pace.next_send - time.monotonic()
+            pause = pace.next_send - time.monotonic() if spaced else 0
             if pause > 0:
-                # A batch is held until then: what the provider sends meanwhile waits in the
-                # socket and is read in one go (the task wakes us at the window's end).
+                # Chunks come spaced out and a batch is held until then: what the provider sends
+                # meanwhile waits in the socket and is read in one go (the task wakes us then).
                 pace.resume = resume = gevent.event.Event()
                 resume.wait(pause)
+            started = time.monotonic()
             try:
                 delta = next(iterator)
             except StopIteration:
                 break
+            # A burst (and the first delta, whatever it waited for) is read on to its end.
+            spaced = pace.sent_any and time.monotonic() - started >= SPACED_S
             pace.queue.put(delta)
             if delta.finish_reason:
                 pace.last.set()  # the reply is complete: no reason to hold it
