@@ -62,4 +62,4 @@ def test_the_limiter_shares_its_bounded_pool_under_concurrent_checks(make_app):
         thread.join(10)
     assert statuses == [200] * 12
     pool = extensions.limiter.storage.storage.connection_pool
-    assert len(pool._connections) <= 2  # noqa: SLF001
+    assert len(pool._connections) <= 2  # noqa: SLF001 - the connections it ever opened
