@@ -132,22 +132,20 @@ def test_production_without_secret_key_is_refused_naming_the_setting(dev_env, tm
     assert line == f"{REFUSAL}SECRET_KEY: required in production (at least 32 random bytes)"
 
 
-def test_an_unreachable_database_is_refused_naming_host_and_port_never_the_password(dev_env, tmp_path):
+@pytest.mark.parametrize(
+    ("setting", "url", "host"),
+    [
+        ("DATABASE_URL", "postgresql+psycopg://relay:{password}@127.0.0.1:{port}/relay", "127.0.0.1"),
+        # 127.0.0.2 is loopback but not an address Relay starts a private Redis for: nothing answers.
+        ("REDIS_URL", "redis://:{password}@127.0.0.2:{port}/15", "127.0.0.2"),
+    ],
+)
+def test_an_unreachable_store_is_refused_naming_host_and_port_never_the_password(dev_env, tmp_path, setting, url, host):
     password, port = secrets.token_urlsafe(12), free_port()
     _logscan.remember(password)
-    dev_env["DATABASE_URL"] = f"postgresql+psycopg://relay:{password}@127.0.0.1:{port}/relay"
+    dev_env[setting] = url.format(password=password, port=port)
     line = refusal(dev_env, tmp_path)
-    assert line.startswith(f"{REFUSAL}DATABASE_URL: ") and f"127.0.0.1:{port}" in line
-    assert password not in "".join(output(tmp_path))
-
-
-def test_an_unreachable_redis_is_refused_naming_host_and_port_never_the_password(dev_env, tmp_path):
-    """127.0.0.2 is loopback but not an address Relay starts a private Redis for: nothing answers."""
-    password, port = secrets.token_urlsafe(12), free_port()
-    _logscan.remember(password)
-    dev_env["REDIS_URL"] = f"redis://:{password}@127.0.0.2:{port}/15"
-    line = refusal(dev_env, tmp_path)
-    assert line.startswith(f"{REFUSAL}REDIS_URL: ") and f"127.0.0.2:{port}" in line
+    assert line.startswith(f"{REFUSAL}{setting}: ") and f"{host}:{port}" in line
     assert password not in "".join(output(tmp_path))
 
 

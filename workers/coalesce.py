@@ -62,16 +62,28 @@ class _Pace:
 
 
 def batches(deltas: Iterator[Delta], watch: Watch, window_s: float) -> Iterator[list[Delta]]:
-    """The deltas of `deltas`, in order, in lists; raises what `deltas` raises, where it raised it."""
+    """The deltas of `deltas`, in order, in lists; raises what `deltas` raises, where it raised it.
+    Closing it (or its end) closes `deltas`: the provider's response."""
     if window_s <= 0 or not monkey.is_module_patched("socket"):
-        yield from _one_by_one(deltas, watch)
+        try:
+            yield from _one_by_one(deltas, watch)
+        finally:
+            _close(deltas)
         return
     pace = _Pace(window_s)
     reader = gevent.spawn(_pull, deltas, pace)
     try:
         yield from _windows(pace, watch)
     finally:
-        reader.kill()  # a stop (cap, cancel) before the end: the provider's response closes
+        # A stop before the end (cap, cancel, shutdown). Not waited for: the task may itself be
+        # being killed. The reader closes the provider's response in its own greenlet as it goes.
+        reader.kill(block=False)
+
+
+def _close(deltas: Iterator[Delta]) -> None:
+    close = getattr(deltas, "close", None)
+    if close is not None:
+        close()
 
 
 def _pull(deltas: Iterator[Delta], pace: _Pace) -> None:
@@ -103,6 +115,8 @@ def _pull(deltas: Iterator[Delta], pace: _Pace) -> None:
         pace.queue.put(_Failure(exc))
         pace.last.set()
         return
+    finally:
+        _close(deltas)  # here, in the greenlet that runs it: never "generator already executing"
     pace.queue.put(_END)
     pace.last.set()
 

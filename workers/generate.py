@@ -96,11 +96,13 @@ def _run_provider(journal, job: GenerationJob, provider, spec, progress, window_
     attempt = 0
     while True:
         try:
+            deltas = provider.stream(spec, job.messages, job.max_tokens, job.sampling)
+            # Closed whatever ends the loop (a stop, a kill at shutdown): the provider's response with it.
             with (
                 _cancel_watcher(journal).watch(job.stream_id) as watch,
-                closing(provider.stream(spec, job.messages, job.max_tokens, job.sampling)) as deltas,
+                closing(coalesce.batches(deltas, watch, window_s)) as batches,
             ):
-                for batch in coalesce.batches(deltas, watch, window_s):
+                for batch in batches:
                     if not _take(journal, job, spec, batch, progress):
                         return
             progress.finish_reason = progress.finish_reason or "stop"

@@ -143,7 +143,9 @@ class PubSubHub:
         self._stopping = True
         pubsub = self._pubsub
         if pubsub is not None:
-            pubsub.close()
+            # The hub's read fails at once and may close it too: redis-py's PubSub is not thread-safe.
+            with contextlib.suppress(Exception):
+                pubsub.close()
 
     # -- the hub thread ------------------------------------------------------
     def _ensure_thread(self) -> None:
@@ -196,6 +198,10 @@ class PubSubHub:
                 if self._stopping:
                     return
                 log.warning("pub/sub hub lost Redis (%s); retrying in %.1fs", type(exc).__name__, backoff)
+            except Exception:
+                if self._stopping:
+                    return  # stop() closed the connection under the read
+                raise
             self._disconnect()
             reconnecting = True
             time.sleep(backoff)
