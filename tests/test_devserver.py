@@ -231,11 +231,15 @@ def test_a_fresh_clone_runs_and_answers_its_first_message_with_the_local_model(d
     process = start(["make", "-o", "install", "run"], env, clone, tmp_path)  # noqa: S607 - make on PATH
     try:
         wait_until(lambda: LINKS in output(tmp_path)[0] or process.poll() is not None, 300, "the links")
-        ready = requests.get(f"{base}/health/ready", timeout=5)
         stdout, stderr = output(tmp_path)
         assert process.poll() is None, (stdout, stderr)
-        assert ready.status_code == 200, ready.text
-        assert set(ready.json()["checks"].values()) == {"ok"}, ready.json()
+        # The dev server saw every check ok. `make run` starts two web processes, and each reuses its
+        # worker check for HEALTH_WORKER_CACHE_SECONDS (5): the other may say so a little later.
+        wait_until(
+            lambda: set(requests.get(f"{base}/health/ready", timeout=5).json()["checks"].values()) == {"ok"},
+            6,
+            "every web process to report the workers and the local model ready",
+        )
         before_links = stdout.split(LINKS)[0]
         assert "waiting for" in before_links and f"Relay is ready on {base}" in stdout
         assert "local model ready" in (clone / "instance" / "logs" / "worker_local.log").read_text()
