@@ -18,23 +18,21 @@ class RedisStore:
     def __init__(self) -> None:
         self.url: str | None = None
         self.prefix = "relay:"
-        self.pool_size = 24
-        self.pool_timeout = 5.0
+        self._pool: tuple[int, float] = (0, 0.0)  # connections at most, longest wait for one (s)
         self._client: redis.Redis | None = None
 
-    def init(self, url: str, prefix: str, pool_size: int = 24, pool_timeout: float = 5.0) -> None:
-        if self._client is not None and (url, pool_size, pool_timeout) != (self.url, self.pool_size, self.pool_timeout):
+    def init(self, url: str, prefix: str, pool_size: int, pool_timeout: float) -> None:
+        if self._client is not None and (url, (pool_size, pool_timeout)) != (self.url, self._pool):
             self._client.close()
             self._client = None
-        self.url, self.prefix = url, prefix
-        self.pool_size, self.pool_timeout = pool_size, pool_timeout
+        self.url, self.prefix, self._pool = url, prefix, (pool_size, pool_timeout)
 
     @property
     def client(self) -> redis.Redis:
         if self._client is None:
             if self.url is None:
                 raise RuntimeError("RedisStore.init() was not called")
-            pool = bounded_pool(self.url, self.pool_size, self.pool_timeout, decode_responses=True)
+            pool = bounded_pool(self.url, *self._pool, decode_responses=True)
             self._client = redis.Redis(connection_pool=pool)
         return self._client
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -10,16 +11,33 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+T = TypeVar("T")
+
+
+def at_once(call: Callable[[], T], count: int, timeout: float = 30) -> list[T]:
+    """`call()` in `count` threads released together (a race); their results in thread order.
+    What a thread raises is raised here."""
+    barrier = threading.Barrier(count)
+
+    def released() -> T:
+        barrier.wait(timeout)
+        return call()
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        futures = [pool.submit(released) for _ in range(count)]
+        return [future.result(timeout) for future in futures]
 
 
 def free_port() -> int:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from tests.auth.helpers import assert_error
+from tests.support import at_once
 from tests.webhooks.conftest import execute, register, registered
 
 URL = "http://127.0.0.1:9/hook"  # never contacted here: no worker runs in these tests
@@ -117,21 +116,13 @@ def test_racing_requests_with_one_idempotency_key_make_one_delivery(make_app, db
     app = make_app(ALLOW_PRIVATE_WEBHOOK_TARGETS="true", DATABASE_URL=db_url)
     client = app.test_client()
     registered(client, user_a_headers, "notify", URL)
-    ids: list[str] = []
-    barrier = threading.Barrier(8)
 
-    def send() -> None:
-        local = app.test_client()
-        barrier.wait()
-        response = execute(local, user_a_headers, "notify", {"a": 1}, idempotency_key="race")
+    def send() -> str:
+        response = execute(app.test_client(), user_a_headers, "notify", {"a": 1}, idempotency_key="race")
         assert response.status_code == 202, response.get_json()
-        ids.append(response.get_json()["delivery_id"])
+        return response.get_json()["delivery_id"]
 
-    threads = [threading.Thread(target=send) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    ids = at_once(send, 8)
     assert len(ids) == 8 and len(set(ids)) == 1
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import threading
 
 import pytest
 from sqlalchemy import func, select
@@ -12,6 +11,7 @@ from app.db import Tenant, User
 from app.extensions import database
 from tests.auth.helpers import assert_error
 from tests.conftest import bearer
+from tests.support import at_once
 
 PROTECTED = "/api/v1/conversations"
 
@@ -43,19 +43,7 @@ def test_first_use_provisions_a_personal_tenant_once(client, user_token):
 def test_concurrent_first_requests_make_one_user_and_one_tenant(app, user_token):
     subject = f"racer-{secrets.token_hex(4)}"
     token = user_token(subject)
-    barrier = threading.Barrier(8)
-    statuses: list[int] = []
-
-    def first_request() -> None:
-        client = app.test_client()
-        barrier.wait()
-        statuses.append(client.get(PROTECTED, headers=bearer(token)).status_code)
-
-    threads = [threading.Thread(target=first_request) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    statuses = at_once(lambda: app.test_client().get(PROTECTED, headers=bearer(token)).status_code, 8)
     assert statuses == [200] * 8
     [user] = users_with(subject)
     with database.session() as session:

@@ -3,7 +3,6 @@ the timeout, and executing a plan exactly once. tests/plans/test_plan_e2e.py run
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from app.limits import budget
 from tests.auth.helpers import assert_error
 from tests.limits.conftest import assert_429
 from tests.plans.conftest import seed_plan, tenant_of
+from tests.support import at_once
 from tests.webhooks.conftest import event_body, registered
 
 URL = "http://127.0.0.1:9/hook"  # never contacted: no worker runs here
@@ -143,19 +143,7 @@ def test_concurrent_executes_make_one_set_of_deliveries(plan_app, db_url, user_a
     client = app.test_client()
     secrets = {name: registered(client, user_a_headers, name, receiver.url) for name in ("notify", "invoice")}
     plan_id = seed_plan(app, tenant_of(app, user_a_headers), PLAN)
-    statuses: list[int] = []
-    barrier = threading.Barrier(6)
-
-    def send() -> None:
-        local = app.test_client()
-        barrier.wait()
-        statuses.append(run(local, user_a_headers, plan_id).status_code)
-
-    threads = [threading.Thread(target=send) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = at_once(lambda: run(app.test_client(), user_a_headers, plan_id).status_code, 6)
     assert sorted(statuses) == [202, 409, 409, 409, 409, 409]
     with app.app_context():
         with database.session() as session:
