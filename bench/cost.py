@@ -9,7 +9,7 @@ one at a time. CPU is user + system time of every process of each kind (the
 gunicorn master and its worker; the Celery worker), over the whole phase, minus
 the stack's idle CPU over the same time (measured first, with nothing to do).
 
-    .venv/bin/python bench/cost.py [--replies 100] [--postgres URL] [--profile docs/perf/after]
+    .venv/bin/python bench/cost.py [--replies 100] [--shape 200x2] [--postgres URL] [--profile docs/perf/after]
 
 --profile records each process kind with py-spy during each phase
 and writes one flame graph (SVG) per kind; the CPU figures of a profiled run
@@ -202,12 +202,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replies", type=int, default=100, help="replies of each shape")
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument(
+        "--shape", action="append", default=None, help="CHUNKSxGAP_MS, e.g. 200x2 (repeatable; default: all four)"
+    )
     parser.add_argument("--postgres", default=None, help="DATABASE_URL of a PostgreSQL database (default SQLite)")
     parser.add_argument("--profile", type=Path, default=None, help="folder for py-spy flame graphs")
     parser.add_argument(
         "--profile-format", default="flamegraph", choices=("flamegraph", "raw"), help="raw: collapsed stacks (text)"
     )
     args = parser.parse_args()
+    shapes = [tuple(int(n) for n in s.split("x")) for s in args.shape] if args.shape else SHAPES
 
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(workdir())
@@ -222,11 +226,11 @@ def main() -> None:
         provider_host, provider_port = provider.removeprefix("http://").split(":")
         direct_client = Timed(provider_host, int(provider_port))
         token = requests.post(f"{relay.base}/api/v1/anon_session", timeout=5).json()["token"]
-        for chunks, gap in SHAPES:  # warm every path (imports, tokenizer, pools, prepared scripts)
-            run_phase(Phase(chunks, gap), max(1, args.warmup // len(SHAPES)), relay_client, direct_client, token, kinds)
+        for chunks, gap in shapes:  # warm every path (imports, tokenizer, pools, prepared scripts)
+            run_phase(Phase(chunks, gap), max(1, args.warmup // len(shapes)), relay_client, direct_client, token, kinds)
         measure_idle(kinds)
         phases = []
-        for chunks, gap in SHAPES:
+        for chunks, gap in shapes:
             phase = Phase(chunks, gap)
             label = f"{chunks}x{gap}ms"
             with profiled(kinds, args.profile, label, args.profile_format):

@@ -59,6 +59,7 @@ class _Pace:
         self.sent_any = False  # a batch went out
         self.resume: gevent.event.Event | None = None  # set at the window's end to wake a paused reader
         self.last = gevent.event.Event()  # set when the reply's last delta (or its failure) is queued
+        self.first_sent = gevent.event.Event()  # set once the first batch is written (the task resumed)
 
 
 def batches(deltas: Iterator[Delta], watch: Watch, window_s: float) -> Iterator[list[Delta]]:
@@ -107,8 +108,10 @@ def _pull(deltas: Iterator[Delta], pace: _Pace) -> None:
             pace.queue.put(delta)
             if delta.finish_reason:
                 pace.last.set()  # the reply is complete: no reason to hold it
-            if not pace.sent_any and pace.task_waiting:
-                gevent.sleep(0)  # the first delta goes out now, not after the rest of its burst is read
+            if not pace.first_sent.is_set():
+                # The first delta goes out now: the rest of its burst is read once it is written,
+                # not while the task waits on Redis for it (time to first chunk).
+                pace.first_sent.wait()
     except gevent.GreenletExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - handed to the task, which raises it
@@ -139,6 +142,7 @@ def _windows(pace: _Pace, watch: Watch) -> Iterator[list[Delta]]:
         if batch:
             pace.sent_any = True
             yield batch
+        pace.first_sent.set()
         if last is _END:
             return
         if isinstance(last, _Failure):

@@ -94,6 +94,7 @@ class StreamRuntime:
                 kwargs={"job": job.to_dict()},
                 queue=queue,
                 expires=self.settings["QUEUE_TIMEOUT_SECONDS"],
+                ignore_result=True,  # as the task says; told here, the sender builds no result backend per call
                 # The message's readable summary (what monitoring tools show) names the stream only:
                 # never the prompt, and no repr of it to build (a quarter of the publish's CPU).
                 argsrepr="()",

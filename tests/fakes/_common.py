@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import socket
 
 from gevent.pywsgi import WSGIServer
 
@@ -17,9 +18,10 @@ BAD_CHARS_REPLY = ["nul\x00", " lone\ud800", " end"]
 
 
 class Stats:
-    """What GET /stats reports: requests served, streams in flight and the most at once."""
+    """What GET /stats reports: connections accepted, requests served, streams in flight and the most at once."""
 
     def __init__(self) -> None:
+        self.connections = 0
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -55,6 +57,16 @@ def split_reply(message: str, default_reply: str) -> list[str]:
     return [word + (" " if i < len(words) - 1 else "") for i, word in enumerate(words)]
 
 
+class _CountingServer(WSGIServer):
+    """Counts the TCP connections it accepts in the app's Stats (whether clients reuse theirs)."""
+
+    def handle(self, sock, address):
+        stats = getattr(self.application, "stats", None)
+        if stats is not None:
+            stats.connections += 1
+        super().handle(sock, address)
+
+
 def serve(description: str, default_port: int, make_app) -> None:
     """Command line of a fake: `--port`, and the timing flags make_app(first_token_ms, token_ms) takes."""
     parser = argparse.ArgumentParser(description=description)
@@ -63,4 +75,9 @@ def serve(description: str, default_port: int, make_app) -> None:
     parser.add_argument("--first-token-ms", type=float, default=5.0)
     parser.add_argument("--token-ms", type=float, default=1.0)
     args = parser.parse_args()
-    WSGIServer((args.host, args.port), make_app(args.first_token_ms, args.token_ms), log=None).serve_forever()
+    server = _CountingServer((args.host, args.port), make_app(args.first_token_ms, args.token_ms), log=None)
+    server.init_socket()
+    # As real API servers do: a response's headers and its first chunk go out as two writes, and
+    # with Nagle's algorithm the second waits for the client's delayed ACK (40 ms on Linux).
+    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    server.serve_forever()

@@ -19,6 +19,7 @@ Replies are deterministic. The last user message steers the reply:
   "#no_usage=1"    never send usage, even when stream_options asks for it
   "#chunks=<n>"    the reply is n words (the default reply's, over and over), one a chunk
   "#gap=<ms>"      wait that long between chunks (instead of the server-wide delay; 0: none)
+  "#linger=<ms>"   keep the body open that long after [DONE] before ending it
   "#bad_chars=1"   the reply holds NUL and a lone surrogate (JSON escapes \\u0000, \\ud800)
   "#echo_request"  the reply is the JSON of what the request's messages and sampling
                    options were (messages, temperature, top_p, stop), in 3-character pieces
@@ -161,6 +162,8 @@ class FakeOpenAI:
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 yield _chunk(model, {}, usage=usage)
             yield b"data: [DONE]\n\n"
+            if "linger" in directives:  # [DONE] is on the wire (pywsgi wrote it); the body stays open
+                gevent.sleep(directives["linger"] / 1000)
         finally:
             self.stats.leave()
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import gevent
 import httpx2
 import openai
+from gevent import monkey
 
 from app.catalog import ModelSpec
 
 from .base import NO_SAMPLING, Delta, JsonReply, Provider, ProviderError, Sampling
 
 JSON_SCHEMA_NAME = "relay_output"
+DRAIN_SECONDS = 0.1  # how long the end of a body may take to come after [DONE]
 
 
 class OpenAIProvider(Provider):
@@ -41,8 +45,10 @@ class OpenAIProvider(Provider):
             # models cost about 0.5 ms a request and 130 us a chunk, most of a worker's CPU per reply.
             response = self.client.post("/chat/completions", cast_to=httpx2.Response, body=body, stream=True)
             try:
-                for data in sse_data(response.iter_lines()):
+                events = sse_data(response.iter_lines())
+                for data in events:
                     if data == "[DONE]":
+                        _drain(response, events)
                         break
                     delta = _delta(json.loads(data))
                     finished = finished or delta.finish_reason is not None
@@ -84,6 +90,17 @@ class OpenAIProvider(Provider):
             usage.completion_tokens if usage else None,
             _finish_reason(choice.finish_reason) or "stop",
         )
+
+
+def _drain(response: httpx2.Response, rest: Iterator[str]) -> None:
+    """Read the body to its end after [DONE], briefly: an HTTP/1.1 connection whose body was not
+    read to the end is closed, and the next request pays a new TCP (and TLS) handshake. (The
+    SDK's async client drains the same way; its sync client does not.)"""
+    if response.http_version != "HTTP/1.1" or not monkey.is_module_patched("socket"):
+        return  # only the gevent worker can bound the wait; elsewhere the connection is closed
+    with contextlib.suppress(httpx2.HTTPError, httpx2.StreamError), gevent.Timeout(DRAIN_SECONDS, False):
+        for _ in rest:
+            pass  # what a server sends after [DONE] means nothing
 
 
 def sse_data(lines: Iterable[str]) -> Iterator[str]:
