@@ -162,15 +162,17 @@ def _take(journal, job: GenerationJob, spec, batch: list[Delta], progress: _Prog
     return True
 
 
-def _wait_for_row(runtime: StreamRuntime, stream_id: str) -> None:
-    """The API writes the stream's rows while we generate; a very short reply can beat it."""
+def _save(runtime: StreamRuntime, stream_id: str, **reply) -> str | None:
+    """Record the reply on the stream's rows, which the API writes while we generate: a very
+    short reply can beat them, so a missing row is waited for (LookupError past the wait)."""
     deadline = time.monotonic() + ROW_WAIT_SECONDS
     while True:
-        with runtime.database.session() as session:
-            if queries.get_stream(session, stream_id) is not None:
-                return
-        if time.monotonic() > deadline:
-            raise LookupError(f"stream {stream_id} has no database row")
+        try:
+            with runtime.database.session() as session:
+                return queries.finish_stream(session, stream_id, **reply)
+        except LookupError:
+            if time.monotonic() > deadline:
+                raise
         time.sleep(0.02)
 
 
@@ -185,19 +187,17 @@ def _finish(
         STREAM_TTFT.observe(progress.first_chunk_at - progress.started)
     message_id = None
     try:
-        _wait_for_row(runtime, stream_id)
-        with runtime.database.session() as session:
-            message_id = queries.finish_stream(
-                session,
-                stream_id,
-                content=progress.text,
-                model=spec.id,
-                prompt_tokens=progress.prompt_tokens,
-                completion_tokens=progress.completion_tokens,
-                cost_usd=cost,
-                finish_reason=progress.finish_reason,
-                error_code=error[0] if error else None,
-            )
+        message_id = _save(
+            runtime,
+            stream_id,
+            content=progress.text,
+            model=spec.id,
+            prompt_tokens=progress.prompt_tokens,
+            completion_tokens=progress.completion_tokens,
+            cost_usd=cost,
+            finish_reason=progress.finish_reason,
+            error_code=error[0] if error else None,
+        )
     except Exception:  # the client still gets its terminal event
         log.exception("stream %s: could not persist the reply", stream_id)
         error = error or ("internal", "The reply could not be saved.")

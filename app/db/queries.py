@@ -95,18 +95,6 @@ def _next_seq(conversation_id: str):
     )
 
 
-def add_message(session: Session, conversation_id: str, role: str, content: str, **usage: Any) -> Message:
-    """Append a message after the conversation's last one."""
-    last = session.scalar(select(func.max(Message.seq)).where(Message.conversation_id == conversation_id))
-    message = Message(conversation_id=conversation_id, seq=(last or 0) + 1, role=role, content=content, **usage)
-    session.add(message)
-    conversation = session.get(Conversation, conversation_id)
-    if conversation is not None:
-        conversation.updated_at = utcnow()
-    session.flush()
-    return message
-
-
 def recent_messages(session: Session, conversation_id: str, limit: int) -> list[dict[str, str]]:
     """The last `limit` messages as provider chat messages, oldest first."""
     rows = session.scalars(
@@ -189,34 +177,50 @@ def finish_stream(
     error_code: str | None = None,
 ) -> str | None:
     """Record the assistant's reply (when any) and the stream's end; the message id.
+    LookupError when the stream has no row (yet: the API writes it while the worker runs).
 
     The usage is recorded on the stream row even when its conversation was
-    deleted meanwhile (then there is no reply to save)."""
-    stream = session.get(Stream, stream_id)
-    if stream is None:
-        return None
+    deleted meanwhile (then there is no reply to save). Core statements: this
+    ends every stream."""
+    row = session.execute(select(Stream.conversation_id).where(Stream.id == stream_id)).first()
+    if row is None:
+        raise LookupError(f"stream {stream_id} has no database row")
+    conversation_id = row.conversation_id
     message_id = None
-    conversation_alive = stream.conversation_id is not None and session.get(Conversation, stream.conversation_id)
-    if conversation_alive and (content or error_code is None):
-        message = add_message(
-            session,
-            stream.conversation_id,
-            "assistant",
-            content,
-            model=model,
+    now = utcnow()
+    if conversation_id is not None and (content or error_code is None):
+        # The conversation may have been deleted meanwhile: then it has no row to touch.
+        touched = session.execute(update(Conversation).where(Conversation.id == conversation_id).values(updated_at=now))
+        if touched.rowcount:
+            message_id = new_id()
+            session.execute(
+                insert(Message).values(
+                    id=message_id,
+                    conversation_id=conversation_id,
+                    seq=_next_seq(conversation_id),
+                    role="assistant",
+                    content=content,
+                    model=model,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    cost_usd=cost_usd,
+                    created_at=now,
+                )
+            )
+    session.execute(
+        update(Stream)
+        .where(Stream.id == stream_id)
+        .values(
+            status="failed" if error_code else "finished",
+            finish_reason=finish_reason,
+            error_code=error_code,
+            message_id=message_id,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             cost_usd=cost_usd,
+            finished_at=now,
         )
-        message_id = message.id
-    stream.status = "failed" if error_code else "finished"
-    stream.finish_reason = finish_reason
-    stream.error_code = error_code
-    stream.message_id = message_id
-    stream.prompt_tokens = prompt_tokens
-    stream.completion_tokens = completion_tokens
-    stream.cost_usd = cost_usd
-    stream.finished_at = datetime.now(UTC)
+    )
     return message_id
 
 

@@ -22,7 +22,7 @@ from app.config import load_settings
 from tests.support import fake_server, free_port
 from workers.providers.anthropic_api import AnthropicProvider, to_anthropic
 from workers.providers.base import Delta, ProviderError
-from workers.providers.openai_compat import OpenAIProvider
+from workers.providers.openai_compat import OpenAIProvider, sse_data
 
 MODELS = {spec.id: spec for spec in BUILT_IN}
 OPENAI_KEY = "sk-test-" + secrets.token_hex(16)
@@ -312,3 +312,27 @@ def test_the_api_key_never_appears_in_errors_or_logs(kind, servers, caplog):
             assert error.__cause__ is None and error.__suppress_context__
     assert key not in caplog.text
     assert key not in repr(provider)
+
+
+# -- the OpenAI provider's SSE reading, from the body's bytes --------------------------------------
+SSE_BODY = 'data: {"a": 1}\n\n: a comment\nevent: x\ndata: first\ndata: second\n\ndata:no-space\n\ndata: é😀\n\n'
+SSE_EVENTS = ['{"a": 1}', "first\nsecond", "no-space", "é😀"]
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 1000])
+def test_sse_data_reads_events_however_the_body_is_split(line_end, piece):
+    """Every line ending SSE allows, split anywhere: inside a CRLF, inside a multi-byte character."""
+    body = SSE_BODY.replace("\n", line_end).encode()
+    chunks = [body[i : i + piece] for i in range(0, len(body), piece)]
+    assert list(sse_data(chunks)) == SSE_EVENTS
+
+
+def test_sse_data_keeps_a_crlf_split_between_chunks_inside_one_event():
+    # A CR at a chunk's end followed by LF is one line end, not two (which would end the event early).
+    chunks = [b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n"]
+    assert list(sse_data(chunks)) == ["a\nb"]
+
+
+def test_sse_data_reads_a_bad_byte_as_a_replacement_character_and_a_last_unended_line():
+    assert list(sse_data([b"data: caf\xff\n\n", b"data: [DONE]"])) == ["caf\ufffd", "[DONE]"]
