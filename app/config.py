@@ -175,9 +175,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("STREAM_READER_QUEUE", 256, int, "events buffered per SSE reader before it resyncs from the journal"),
     _s(
         "STREAM_COALESCE_MS",
-        10.0,
+        25.0,
         float,
-        "a stream's events are this many ms apart at least: chunks arriving meanwhile go out as one; 0: one each",
+        "a stream's events are this many ms apart at least (25: 40 a second): chunks arriving meanwhile go out as one;"
+        " 0: one each",
     ),
     # Limits and budgets
     *(
