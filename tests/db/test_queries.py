@@ -76,3 +76,14 @@ def test_finish_stream_records_the_reply_after_the_users_turn(app):
     assert detail["messages"][1]["id"] == message_id
     assert detail["messages"][1]["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "cost_usd": 0.0}
     assert stream.status == "finished" and stream.finish_reason == "stop" and stream.message_id == message_id
+
+
+def test_finish_stream_without_a_row_is_a_lookup_error_and_writes_nothing(app):
+    """The worker can finish before the API wrote the rows: it retries on LookupError."""
+    start(ALICE, "conv-early", "stream-other")
+    reply = {"content": "early", "model": "local-smollm2", "prompt_tokens": 1, "completion_tokens": 1}
+    with pytest.raises(LookupError), database.session() as session:
+        queries.finish_stream(session, "stream-not-yet", cost_usd=0.0, finish_reason="stop", **reply)
+    with database.session() as session:
+        detail = queries.conversation_detail(queries.get_owned_conversation(session, ALICE, "conv-early"))
+    assert [m["content"] for m in detail["messages"]] == ["hello"]
