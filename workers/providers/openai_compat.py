@@ -108,8 +108,8 @@ def _drain(response: httpx2.Response, rest: Iterator[str]) -> None:
 def sse_data(chunks: Iterable[bytes]) -> Iterator[str]:
     """The `data` of each server-sent event in a body's bytes (its data lines joined); other
     fields and comments skipped. Lines end at CRLF, LF or CR, wherever the chunks split them;
-    text is UTF-8, a bad byte read as U+FFFD. Bytes in, not httpx's text lines: three fewer
-    layers of generators per chunk, most of the cost of reading a reply."""
+    text is UTF-8, a bad byte read as U+FFFD. Bytes in, not httpx's text lines: three
+    generator layers fewer for each chunk the provider sends."""
     pending = b""
     data: list[str] = []
     for chunk in chunks:
