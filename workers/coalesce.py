@@ -55,8 +55,6 @@ class _Pace:
         self.window_s = window_s
         self.queue: gevent.queue.SimpleQueue = gevent.queue.SimpleQueue()
         self.next_send = 0.0  # monotonic time before which a batch is held
-        self.task_waiting = False  # the task waits for a delta
-        self.sent_any = False  # a batch went out
         self.resume: gevent.event.Event | None = None  # set at the window's end to wake a paused reader
         self.last = gevent.event.Event()  # set when the reply's last delta (or its failure) is queued
         self.first_sent = gevent.event.Event()  # set once the first batch is written (the task resumed)
@@ -104,7 +102,7 @@ def _pull(deltas: Iterator[Delta], pace: _Pace) -> None:
             except StopIteration:
                 break
             # A burst (and the first delta, whatever it waited for) is read on to its end.
-            spaced = pace.sent_any and time.monotonic() - started >= SPACED_S
+            spaced = pace.first_sent.is_set() and time.monotonic() - started >= SPACED_S
             pace.queue.put(delta)
             if delta.finish_reason:
                 pace.last.set()  # the reply is complete: no reason to hold it
@@ -126,11 +124,7 @@ def _pull(deltas: Iterator[Delta], pace: _Pace) -> None:
 
 def _windows(pace: _Pace, watch: Watch) -> Iterator[list[Delta]]:
     while True:
-        pace.task_waiting = True
-        try:
-            first = _blocking(watch, pace.queue.get)
-        finally:
-            pace.task_waiting = False
+        first = _blocking(watch, pace.queue.get)
         hold = pace.next_send - time.monotonic()
         if hold > 0 and first is not _END and not isinstance(first, _Failure):
             _blocking(watch, pace.last.wait, hold)  # the window's end, or the reply's if sooner
@@ -140,7 +134,6 @@ def _windows(pace: _Pace, watch: Watch) -> Iterator[list[Delta]]:
         batch, last = _take_queued(pace.queue, first)
         pace.next_send = time.monotonic() + pace.window_s  # the reader pauses from now on
         if batch:
-            pace.sent_any = True
             yield batch
         pace.first_sent.set()
         if last is _END:

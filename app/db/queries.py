@@ -188,6 +188,7 @@ def finish_stream(
     conversation_id = row.conversation_id
     message_id = None
     now = utcnow()
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost_usd": cost_usd}
     if conversation_id is not None and (content or error_code is None):
         # The conversation may have been deleted meanwhile: then it has no row to touch.
         touched = session.execute(update(Conversation).where(Conversation.id == conversation_id).values(updated_at=now))
@@ -201,10 +202,8 @@ def finish_stream(
                     role="assistant",
                     content=content,
                     model=model,
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    cost_usd=cost_usd,
                     created_at=now,
+                    **usage,
                 )
             )
     session.execute(
@@ -215,10 +214,8 @@ def finish_stream(
             finish_reason=finish_reason,
             error_code=error_code,
             message_id=message_id,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_usd=cost_usd,
             finished_at=now,
+            **usage,
         )
     )
     return message_id
