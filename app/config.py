@@ -180,6 +180,18 @@ SETTINGS: tuple[Setting, ...] = (
         "a stream's events are this many ms apart at least (25: 40 a second): chunks arriving meanwhile go out as one;"
         " 0: one each",
     ),
+    _s(
+        "DIRECT_DISPATCH",
+        True,
+        _bool,
+        "offer remote-provider jobs to a listening gevent worker before Celery (saves the hop's ~3 ms to first chunk)",
+    ),
+    _s(
+        "DIRECT_DISPATCH_GRACE_MS",
+        5.0,
+        float,
+        "an offered job no worker claimed this soon is also sent through Celery (its claim runs it once)",
+    ),
     # Limits and budgets
     *(
         _s(f"LIMIT_{name}", _limit(default), _limit, f"limit {name.lower()}: count/seconds, 0 is off")

@@ -43,6 +43,11 @@ STREAM_TTFT = Histogram(
 STREAMS_TOTAL = Counter("relay_streams_total", "Finished streams by outcome", ["outcome"])
 LLM_COST = Counter("relay_llm_cost_usd_total", "Provider spend in USD", ["model"])
 WEBHOOK_DELIVERIES = Counter("relay_webhook_deliveries_total", "Outbound webhook attempts", ["outcome"])
+STREAM_DISPATCH = Counter(
+    "relay_stream_dispatch_total",
+    "How generation jobs were sent: direct (a listening worker claimed it), celery, celery_after_offer",
+    ["path"],
+)
 DEPENDENCY_ERRORS = Counter("relay_dependency_errors_total", "Dependency failures answered with 503", ["dependency"])
 
 

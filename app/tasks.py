@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery, Task
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
 from flask import Flask
 
 TASK_MODULES = ("workers.generate", "workers.deliver", "workers.plan")
@@ -94,6 +94,14 @@ def _serve_hooks(app: Flask) -> None:
 
         if not isinstance(getattr(sender, "pool", None), PreforkPool):  # prefork: each child starts its own
             serving()
+        from workers import direct
+
+        direct.start(app, sender)  # a gevent worker of the remote providers' queue listens for offers
+
+    def shutting_down(**_: object) -> None:
+        from workers import direct
+
+        direct.stop()
 
     def lifecycle(**_: object) -> None:
         from workers import lifecycle  # the stream log line, and the shutdown grace
@@ -104,3 +112,4 @@ def _serve_hooks(app: Flask) -> None:
     worker_init.connect(lifecycle, weak=False, dispatch_uid="relay.lifecycle")
     worker_process_init.connect(serving, weak=False, dispatch_uid="relay.serving")
     worker_ready.connect(ready, weak=False, dispatch_uid="relay.ready")
+    worker_shutting_down.connect(shutting_down, weak=False, dispatch_uid="relay.direct.stop")

@@ -19,9 +19,10 @@ and end their streams `worker_lost` (app/streams/reader.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import redis
@@ -67,14 +68,10 @@ def install(app: Flask) -> None:
             return
         stream_id = _stream_id(args, kwargs)
         if stream_id:
-            with _lock:
-                _running[task_id] = (stream_id, _current())
+            _track(task_id, stream_id)
 
     def finished(task_id: str, task: Any, **_: Any) -> None:
-        with _lock:
-            entry = _running.pop(task_id, None)
-        if entry is not None:
-            _log_stream(runtime, entry[0])
+        _untrack(runtime, task_id)
 
     def shutting_down(**_: Any) -> None:
         _later(grace_s, end_unfinished, runtime)
@@ -85,6 +82,36 @@ def install(app: Flask) -> None:
     task_prerun.connect(started, weak=False, dispatch_uid="relay.lifecycle.prerun")
     task_postrun.connect(finished, weak=False, dispatch_uid="relay.lifecycle.postrun")
     worker_shutting_down.connect(shutting_down, weak=False, dispatch_uid="relay.lifecycle.shutdown")
+
+
+def _track(key: str, stream_id: str) -> None:
+    with _lock:
+        _running[key] = (stream_id, _current())
+
+
+def _untrack(runtime: Any, key: str) -> None:
+    with _lock:
+        entry = _running.pop(key, None)
+    if entry is not None:
+        _log_stream(runtime, entry[0])
+
+
+@contextlib.contextmanager
+def tracked(runtime: Any, stream_id: str) -> Iterator[None]:
+    """A generation started without Celery (workers/direct.py), tracked as a job is: its log line
+    at the end, and the shutdown grace."""
+    key = f"direct:{stream_id}"
+    _track(key, stream_id)
+    try:
+        yield
+    finally:
+        _untrack(runtime, key)
+
+
+def running_count() -> int:
+    """Generations running in this process now."""
+    with _lock:
+        return len(_running)
 
 
 def _later(seconds: float, call: Any, *args: Any) -> None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import gevent
 import redis
+from gevent import monkey
 from kombu.exceptions import OperationalError as BrokerError
 
 from ..catalog import Catalog
 from ..db import Database, queries
 from ..errors import unavailable
 from ..limits import budget
+from ..observability import STREAM_DISPATCH
 from ..redis_store import RedisStore
+from .direct import DirectLane
 from .hub import HubUnavailable, PubSubHub, Subscription
 from .job import GenerationJob
 from .journal import Journal, error_data
@@ -22,6 +26,7 @@ from .reader import Timing, Watchers
 from .rows import RowWriter
 
 log = logging.getLogger("relay.streams")
+DIRECT_QUEUE = "generate"  # the remote providers' queue, served by gevent workers that can listen
 
 
 class StreamRuntime:
@@ -45,6 +50,7 @@ class StreamRuntime:
             PresenceKeeper(self.journal), WorkerWatch(self.journal, worker_lost_s / 2), self.settle_lost
         )
         self.rows = RowWriter(database, self.abandon)
+        self.direct = DirectLane(store.client, store.prefix, DIRECT_QUEUE)
         self.timing = Timing(
             heartbeat_s=settings["HEARTBEAT_SECONDS"],
             queue_timeout_s=settings["QUEUE_TIMEOUT_SECONDS"],
@@ -84,6 +90,44 @@ class StreamRuntime:
             return self.hub.subscribe(self.journal.channel(stream_id))
         except HubUnavailable:
             raise unavailable("redis") from None
+
+    def dispatch(self, job: GenerationJob, queue: str, on_refused: Callable[[], None]) -> None:
+        """Send a generation job: offered first to a worker listening on the direct lane (remote
+        providers, in a gevent web process), and through Celery unless a worker claimed it within
+        the grace (app/streams/direct.py). `on_refused` runs if the broker refuses it."""
+        if self._offered(job, queue):
+            grace_s = self.settings["DIRECT_DISPATCH_GRACE_MS"] / 1000
+            gevent.spawn_later(grace_s, self._unless_claimed, job, queue, on_refused)
+            return
+        STREAM_DISPATCH.labels("celery").inc()
+        if not self.enqueue(job, queue):
+            on_refused()
+
+    def _offered(self, job: GenerationJob, queue: str) -> bool:
+        if queue != DIRECT_QUEUE or not self.settings["DIRECT_DISPATCH"] or not monkey.is_module_patched("socket"):
+            return False  # the grace needs a green thread beside the request
+        try:
+            return self.direct.offer(job.to_dict())
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("direct dispatch unavailable (%s); sending through Celery", type(exc).__name__)
+            return False
+
+    def _unless_claimed(self, job: GenerationJob, queue: str, on_refused: Callable[[], None]) -> None:
+        try:
+            meta = self.journal.meta(job.stream_id)
+            if meta.get("started"):
+                STREAM_DISPATCH.labels("direct").inc()
+                return
+            if not meta or meta.get("ended"):
+                return  # over before any worker took it (its error is recorded), or gone: nothing to run
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass  # unknown: send it; a claimed stream refuses the copy
+        STREAM_DISPATCH.labels("celery_after_offer").inc()
+        try:
+            if not self.enqueue(job, queue):
+                on_refused()
+        except Exception:  # noqa: BLE001 - a green thread of its own: log, never lose the error
+            log.exception("stream %s: sending the job through Celery failed", job.stream_id)
 
     def enqueue(self, job: GenerationJob, queue: str) -> bool:
         """Send a generation job; a job no worker took in time expires instead of running late.

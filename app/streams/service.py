@@ -118,8 +118,8 @@ def _start(runtime: StreamRuntime, principal: Principal, new: NewStream, stream_
         return _attach_or_refuse(principal, stream_id, owner)
 
     job = GenerationJob(stream_id, spec.id, new.messages, new.max_tokens, new.cost_cap_usd, new.sampling)
-    if not runtime.enqueue(job, queue=_queue_for(spec.provider)):
-        admission.release()  # the stream already ended with an error; nothing will run or settle
+    # On refusal the stream already ended with an error: nothing will run or settle.
+    runtime.dispatch(job, _queue_for(spec.provider), on_refused=admission.release)
     rows = {"conversation_id": new.conversation_id, "new_conversation": new.new_conversation, "message": new.title}
     if new.turns is not None:
         rows["turns"] = new.turns

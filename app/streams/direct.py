@@ -1,0 +1,85 @@
+"""Direct dispatch: a listening worker starts a reply without Celery's hop.
+
+Celery's hop (the publish, the worker's pick-up and its ack bookkeeping) takes
+about 3 ms before the provider hears of a reply: the largest part of what Relay
+adds to the time to first chunk. So a gevent worker with room for more replies
+listens on a Redis list, and the web offers each remote-provider job there
+first, when a worker listens. The worker claims the stream as for any job; a
+stream is claimed once, so a job never runs twice.
+
+Celery still carries every job no worker took: a few milliseconds after the
+offer (DIRECT_DISPATCH_GRACE_MS) the web reads the stream's meta and, unless a
+worker claimed it, publishes the job to Celery as it would have. An offer no
+worker read, or that a worker took and died before claiming, costs that grace
+and nothing else; the Celery copy of a job a worker claimed late is refused
+at its claim.
+
+Keys (the process's prefix, then `direct:<queue>:`):
+  listeners  sorted set: worker id -> Redis time until which it listens
+  jobs       list of job JSON, capped and expiring (stale offers are refused at the claim)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from ..redis_store import registered
+
+JOBS_CAP = 256  # offers kept at most; an offer beyond is dropped, and the grace sends it through Celery
+JOBS_TTL_S = 30
+
+# KEYS: listeners, jobs. ARGV: job, cap, ttl. 1 when offered, 0 when no worker listens.
+_OFFER = """
+local now = redis.call('TIME')[1]
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+# KEYS: listeners. ARGV: worker id, seconds it listens for.
+_LISTEN = """
+local now = redis.call('TIME')[1]
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+
+
+class DirectLane:
+    """One queue's direct lane: the web offers, listening workers take."""
+
+    def __init__(self, client: redis.Redis, prefix: str, queue: str) -> None:
+        self.client = client
+        self.queue = queue
+        self.listeners_key = f"{prefix}direct:{queue}:listeners"
+        self.jobs_key = f"{prefix}direct:{queue}:jobs"
+        self._offer = registered(client, _OFFER)
+
+    def offer(self, job: dict[str, Any]) -> bool:
+        """Put `job` on the lane when a worker listens; False (nothing written) when none does."""
+        args = [json.dumps(job, separators=(",", ":")), JOBS_CAP, JOBS_TTL_S]
+        return bool(self._offer(keys=[self.listeners_key, self.jobs_key], args=args))
+
+    def take(self, worker: str, wait_s: int) -> dict[str, Any] | None:
+        """Listen as `worker` and wait up to `wait_s` (whole seconds) for a job, in one round trip.
+        The listening mark outlives the wait by a second, so offers never find a gap between waits."""
+        pipe = self.client.pipeline(transaction=False)
+        # EVAL, not a registered script: a pipeline checks its scripts exist in a round trip of its own.
+        pipe.eval(_LISTEN, 1, self.listeners_key, worker, wait_s + 1)
+        pipe.brpop([self.jobs_key], timeout=wait_s)
+        _, popped = pipe.execute()
+        if popped is None:
+            return None
+        job = json.loads(popped[1])
+        return job if isinstance(job, dict) else None
+
+    def leave(self, worker: str) -> None:
+        """Stop listening as `worker` (at capacity, or shutting down)."""
+        self.client.zrem(self.listeners_key, worker)
