@@ -10,6 +10,7 @@ took after that is dropped, and the web's grace sends it through Celery.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -73,10 +74,8 @@ class DirectListener:
         self._leave()
 
     def _leave(self) -> None:
-        try:
+        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):  # the mark expires in seconds
             self.lane.leave(self.worker)
-        except (redis.ConnectionError, redis.TimeoutError):
-            pass  # the listening mark expires within seconds
 
     def _run(self, job: dict[str, Any]) -> None:
         from .generate import generate

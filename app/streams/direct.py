@@ -68,16 +68,20 @@ class DirectLane:
         return bool(self._offer(keys=[self.listeners_key, self.jobs_key], args=args))
 
     def take(self, worker: str, wait_s: int) -> dict[str, Any] | None:
-        """Listen as `worker` and wait up to `wait_s` (whole seconds) for a job, in one round trip.
-        The listening mark outlives the wait by a second, so offers never find a gap between waits."""
+        """Listen as `worker` and wait up to `wait_s` (whole seconds) for a job, in one round trip;
+        None when none came (or what came was not a job). The listening mark outlives the wait by a
+        second, so offers never find a gap between waits."""
         pipe = self.client.pipeline(transaction=False)
         # EVAL, not a registered script: a pipeline checks its scripts exist in a round trip of its own.
         pipe.eval(_LISTEN, 1, self.listeners_key, worker, wait_s + 1)
-        pipe.brpop([self.jobs_key], timeout=wait_s)
+        pipe.brpop([self.jobs_key], timeout=max(1, wait_s))  # 0 would wait for ever
         _, popped = pipe.execute()
         if popped is None:
             return None
-        job = json.loads(popped[1])
+        try:
+            job = json.loads(popped[1])
+        except ValueError:
+            return None
         return job if isinstance(job, dict) else None
 
     def leave(self, worker: str) -> None:
