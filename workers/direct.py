@@ -2,8 +2,9 @@
 
 One green thread per worker process that consumes the remote providers' queue:
 while the process runs fewer generations than its pool's concurrency, it
-listens and takes offered jobs, each run in a green thread of its own, in the
-app's context, tracked like a Celery job (its log line, the shutdown grace).
+listens and takes offered jobs. Each runs in the Celery pool's own green
+threads, in the app's context, tracked like a Celery job: its log line, and
+the warm shutdown waits for it (or ends it at the grace) as for any job.
 At capacity, and from the warm shutdown on, it stops listening; an offer it
 took after that is dropped, and the web's grace sends it through Celery.
 """
@@ -32,10 +33,11 @@ RETRY_MAX_S = 2.0
 
 
 class DirectListener:
-    def __init__(self, app: Flask, lane: DirectLane, capacity: int) -> None:
+    def __init__(self, app: Flask, lane: DirectLane, pool: Any) -> None:
         self.app = app
         self.lane = lane
-        self.capacity = capacity
+        self.pool = pool
+        self.capacity = max(1, int(pool.limit or 1))
         self.worker = worker_id()
         self.stopping = False
         self._greenlet: gevent.Greenlet | None = None
@@ -69,7 +71,9 @@ class DirectListener:
                 continue
             if job is None or self.stopping:
                 continue  # a job taken while stopping is dropped: the web sends it through Celery
-            gevent.spawn(self._run, job)
+            # Waits for room when webhook deliveries fill the pool; the pool reports the outcome to
+            # `callback`, and the generation records its own.
+            self.pool.apply_async(self._run, args=(job,), callback=_ignore)
             gevent.sleep(0)  # the job starts (up to its claim) before the next listen goes out
         self._leave()
 
@@ -89,6 +93,10 @@ class DirectListener:
             log.exception("stream %s: direct generation failed after %.1fs", stream_id, time.monotonic() - started)
 
 
+def _ignore(_outcome: object) -> None:
+    pass
+
+
 _listener: DirectListener | None = None
 
 
@@ -102,7 +110,7 @@ def start(app: Flask, consumer: Any) -> DirectListener | None:
     pool = getattr(consumer, "pool", None)
     if not app.config["DIRECT_DISPATCH"] or runtime.direct.queue not in queues or not isinstance(pool, GeventPool):
         return None
-    _listener = DirectListener(app, runtime.direct, max(1, int(getattr(pool, "limit", 1) or 1)))
+    _listener = DirectListener(app, runtime.direct, pool)
     _listener.start()
     log.info("listening for direct dispatch on %s (up to %d generations)", runtime.direct.queue, _listener.capacity)
     return _listener
