@@ -22,6 +22,7 @@ Keys (the process's prefix, then `direct:<queue>:`):
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -31,18 +32,22 @@ from ..redis_store import registered
 JOBS_CAP = 256  # offers kept at most; an offer beyond is dropped, and the grace sends it through Celery
 JOBS_TTL_S = 30
 
-# KEYS: listeners, jobs. ARGV: job, cap, ttl. 1 when offered, 0 when no worker listens.
-_OFFER = """
-local now = redis.call('TIME')[1]
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
-if redis.call('ZCARD', KEYS[1]) == 0 then
-  return 0
+# offer(listeners, jobs, job, cap, ttl): 1 when `job` was put on the lane, 0 when no worker listens.
+# Also made by the journal's create script, in the round trip that creates the stream.
+OFFER_LUA = """
+local function offer(listeners, jobs, job, cap, ttl)
+  local now = redis.call('TIME')[1]
+  redis.call('ZREMRANGEBYSCORE', listeners, '-inf', '(' .. now)
+  if redis.call('ZCARD', listeners) == 0 then
+    return 0
+  end
+  redis.call('LPUSH', jobs, job)
+  redis.call('LTRIM', jobs, 0, tonumber(cap) - 1)
+  redis.call('EXPIRE', jobs, ttl)
+  return 1
 end
-redis.call('LPUSH', KEYS[2], ARGV[1])
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 1
 """
+_OFFER = OFFER_LUA + "return offer(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])"
 
 # KEYS: listeners. ARGV: worker id, seconds it listens for.
 _LISTEN = """
@@ -50,6 +55,14 @@ local now = redis.call('TIME')[1]
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return 1
 """
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A job to put on a lane, as OFFER_LUA's keys and arguments."""
+
+    keys: tuple[str, str]  # listeners, jobs
+    args: tuple[str, int, int]  # job JSON, cap, ttl
 
 
 class DirectLane:
@@ -62,10 +75,15 @@ class DirectLane:
         self.jobs_key = f"{prefix}direct:{queue}:jobs"
         self._offer = registered(client, _OFFER)
 
+    def offer_of(self, job: dict[str, Any]) -> Offer:
+        return Offer(
+            (self.listeners_key, self.jobs_key), (json.dumps(job, separators=(",", ":")), JOBS_CAP, JOBS_TTL_S)
+        )
+
     def offer(self, job: dict[str, Any]) -> bool:
         """Put `job` on the lane when a worker listens; False (nothing written) when none does."""
-        args = [json.dumps(job, separators=(",", ":")), JOBS_CAP, JOBS_TTL_S]
-        return bool(self._offer(keys=[self.listeners_key, self.jobs_key], args=args))
+        offer = self.offer_of(job)
+        return bool(self._offer(keys=list(offer.keys), args=list(offer.args)))
 
     def take(self, worker: str, wait_s: int) -> dict[str, Any] | None:
         """Listen as `worker` and wait up to `wait_s` (whole seconds) for a job, in one round trip;

@@ -1,13 +1,15 @@
 """A stream's journal in Redis: store, then notify, in one atomic step.
 
-Per stream (all keys share the hash tag `{id}`, so a cluster keeps them together):
+Per stream (all keys share the hash tag `{id}`):
   meta    hash: owner, model, prompt_usd, seq, started (the claiming worker's id),
           ended, cancel, last_at
   events  Redis Stream with ids `0-<seq>`: the replayable journal (capped, expiring)
   readers key with a TTL that live readers refresh; its absence means orphaned
   channel pub/sub channel carrying "<seq>\\n<event>\\n<json>" for live readers
 
-`append` is one Lua script: it refuses events after `done`/`error`, reports a
+`create` writes the first event and, in the same script, may offer the
+stream's job on the direct lane (app/streams/direct.py), whose keys are
+shared by all streams. `append` is one Lua script: it refuses events after `done`/`error`, reports a
 cancel request or a lost reader to the producer, assigns the next id, appends,
 refreshes TTLs and publishes. Readers replay with XRANGE after their last id.
 
@@ -25,6 +27,7 @@ from typing import Any
 import redis
 
 from ..redis_store import registered
+from .direct import OFFER_LUA, Offer
 
 TERMINAL_EVENTS = frozenset({"done", "error"})
 CLAIMED_EVENT = "claimed"  # published (never journaled, id 0) when a worker claims the stream
@@ -67,21 +70,28 @@ return seq
 """
 )
 
-# Create a stream's meta if absent, with its first event (id 1). Returns the
-# existing owner, or '' when created. ARGV: ttl, grace, event, data, maxlen, fields...
+# Create a stream's meta if absent, with its first event (id 1), and when KEYS[4] and KEYS[5] are
+# given, offer its job on the direct lane (app/streams/direct.py) in the same step. Returns the
+# existing owner, or when created '+' (and offered) or ''.
+# ARGV: ttl, grace, event, data, maxlen, job, cap, job ttl, fields...
 _CREATE = (
     _NOW
+    + OFFER_LUA
     + """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner then return owner end
-redis.call('HSET', KEYS[1], 'seq', 1, 'last_at', now(), unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], 'seq', 1, 'last_at', now(), unpack(ARGV, 9))
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '0-1', 'e', ARGV[3], 'd', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[1])
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+if #KEYS == 5 and offer(KEYS[4], KEYS[5], ARGV[6], ARGV[7], ARGV[8]) == 1 then
+  return '+'
+end
 return ''
 """
 )
+_CREATED_AND_OFFERED = "+"  # never an owner id (those are "<kind>:<id>" or a user's id)
 
 # A worker claims a stream once: 0 when it ended (e.g. no_worker) or is gone,
 # 1 when claimed, 2 when claimed but cancelled before it began. The claim
@@ -175,13 +185,26 @@ class Journal:
 
     def create(self, stream_id: str, fields: dict[str, str], first_event: str, data: dict[str, Any]) -> str | None:
         """Create the stream with its first event; None when created, else the existing owner id."""
+        return self.create_and_offer(stream_id, fields, first_event, data, None)[0]
+
+    def create_and_offer(
+        self, stream_id: str, fields: dict[str, str], first_event: str, data: dict[str, Any], offer: Offer | None
+    ) -> tuple[str | None, bool]:
+        """Create the stream with its first event and, once created, make `offer` (in one round trip).
+        Returns the existing owner id (nothing created or offered), or None and whether it was offered."""
         flat: list[str] = []
         for name, value in fields.items():
             flat += [name, value]
         keys = [self._key(stream_id, "meta"), self._key(stream_id, "readers"), self._key(stream_id, "events")]
         grace = max(1, int(self.orphan_grace_s))
-        args = [self.retention_s, grace, first_event, encode(data), self.maxlen, *flat]
-        return self._create(keys=keys, args=args) or None
+        job, cap, job_ttl = offer.args if offer is not None else ("", 0, 0)
+        if offer is not None:
+            keys += offer.keys
+        args = [self.retention_s, grace, first_event, encode(data), self.maxlen, job, cap, job_ttl, *flat]
+        result = self._create(keys=keys, args=args)
+        if result == _CREATED_AND_OFFERED:
+            return None, True
+        return result or None, False
 
     def append(self, stream_id: str, event: str, data: dict[str, Any]) -> int:
         """Append and publish; the new id, or REJECTED_ENDED / REJECTED_CANCELLED."""

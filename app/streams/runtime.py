@@ -91,26 +91,28 @@ class StreamRuntime:
         except HubUnavailable:
             raise unavailable("redis") from None
 
-    def dispatch(self, job: GenerationJob, queue: str, on_refused: Callable[[], None]) -> None:
-        """Send a generation job: offered first to a worker listening on the direct lane (remote
-        providers, in a gevent web process), and through Celery unless a worker claimed it within
-        the grace (app/streams/direct.py). `on_refused` runs if the broker refuses it."""
-        if self._offered(job, queue):
+    def create_stream(
+        self, stream_id: str, fields: dict[str, str], first: dict[str, Any], job: GenerationJob, queue: str
+    ) -> tuple[str | None, bool]:
+        """Create the stream's journal and, in the same round trip, offer its job to a worker listening
+        on the direct lane (remote providers, from a gevent process: the grace needs a green thread
+        beside the request). Returns the existing owner (nothing created), or None and whether offered."""
+        green = monkey.is_module_patched("socket")
+        may_offer = queue == DIRECT_QUEUE and self.settings["DIRECT_DISPATCH"] and green
+        offer = self.direct.offer_of(job.to_dict()) if may_offer else None
+        return self.journal.create_and_offer(stream_id, fields, "stream", first, offer)
+
+    def dispatch(self, job: GenerationJob, queue: str, offered: bool, on_refused: Callable[[], None]) -> None:
+        """Send a created stream's job through Celery, unless a worker took its offer: then only if no
+        worker claimed it within the grace (app/streams/direct.py). `on_refused` runs if the broker
+        refuses it."""
+        if offered:
             grace_s = self.settings["DIRECT_DISPATCH_GRACE_MS"] / 1000
             gevent.spawn_later(grace_s, self._unless_claimed, job, queue, on_refused)
             return
         STREAM_DISPATCH.labels("celery").inc()
         if not self.enqueue(job, queue):
             on_refused()
-
-    def _offered(self, job: GenerationJob, queue: str) -> bool:
-        if queue != DIRECT_QUEUE or not self.settings["DIRECT_DISPATCH"] or not monkey.is_module_patched("socket"):
-            return False  # the grace needs a green thread beside the request
-        try:
-            return self.direct.offer(job.to_dict())
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.warning("direct dispatch unavailable (%s); sending through Celery", type(exc).__name__)
-            return False
 
     def _unless_claimed(self, job: GenerationJob, queue: str, on_refused: Callable[[], None]) -> None:
         try:

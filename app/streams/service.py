@@ -108,8 +108,10 @@ def _start(runtime: StreamRuntime, principal: Principal, new: NewStream, stream_
         return _attach_once_created(runtime, principal, stream_id)
     first = {"stream_id": stream_id, "conversation_id": new.conversation_id, "model": spec.id}
     fields = {"owner": principal.id, "model": spec.id, "prompt_usd": repr(prompt_usd)}
+    job = GenerationJob(stream_id, spec.id, new.messages, new.max_tokens, new.cost_cap_usd, new.sampling)
+    queue = _queue_for(spec.provider)
     try:
-        owner = runtime.journal.create(stream_id, fields, "stream", first)
+        owner, offered = runtime.create_stream(stream_id, fields, first, job, queue)
     except BaseException:
         admission.release()  # no stream was created: nothing will settle this reservation
         raise
@@ -117,9 +119,8 @@ def _start(runtime: StreamRuntime, principal: Principal, new: NewStream, stream_
         admission.release()
         return _attach_or_refuse(principal, stream_id, owner)
 
-    job = GenerationJob(stream_id, spec.id, new.messages, new.max_tokens, new.cost_cap_usd, new.sampling)
     # On refusal the stream already ended with an error: nothing will run or settle.
-    runtime.dispatch(job, _queue_for(spec.provider), on_refused=admission.release)
+    runtime.dispatch(job, queue, offered, on_refused=admission.release)
     rows = {"conversation_id": new.conversation_id, "new_conversation": new.new_conversation, "message": new.title}
     if new.turns is not None:
         rows["turns"] = new.turns

@@ -4,6 +4,7 @@ list is capped."""
 
 from __future__ import annotations
 
+import secrets
 import threading
 
 import pytest
@@ -14,7 +15,7 @@ from app.streams.direct import DirectLane
 
 @pytest.fixture
 def lane(redis_client, key_prefix) -> DirectLane:
-    return DirectLane(redis_client, key_prefix + "lane:", "generate")
+    return DirectLane(redis_client, f"{key_prefix}lane-{secrets.token_hex(4)}:", "generate")  # each test its own
 
 
 def job(number: int) -> dict:
@@ -69,3 +70,39 @@ def test_something_not_a_job_on_the_lane_is_skipped(lane):
     lane.client.lpush(lane.jobs_key, "[1, 2]", "not json")
     assert lane.take("worker-a", 1) is None
     assert lane.take("worker-a", 1) is None
+
+
+# -- the offer made by the journal's create, in the round trip that creates the stream -------------
+@pytest.fixture
+def journal(redis_client, key_prefix):
+    from app.streams.journal import Journal
+
+    return Journal(redis_client, key_prefix + "journal:", retention_s=60, maxlen=1000, orphan_grace_s=5)
+
+
+@pytest.fixture
+def stream_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def test_creating_a_stream_offers_its_job_when_a_worker_listens(journal, lane, stream_id):
+    lane.take("worker-a", 1)
+    owner, offered = journal.create_and_offer(stream_id, {"owner": "anon:a"}, "stream", {}, lane.offer_of(job(1)))
+    assert (owner, offered) == (None, True)
+    assert journal.meta(stream_id)["owner"] == "anon:a"
+    assert lane.take("worker-a", 1) == job(1)
+
+
+def test_a_stream_that_exists_is_neither_created_nor_offered_again(journal, lane, stream_id):
+    lane.take("worker-a", 1)
+    assert journal.create(stream_id, {"owner": "anon:a"}, "stream", {}) is None
+    owner, offered = journal.create_and_offer(stream_id, {"owner": "anon:b"}, "stream", {}, lane.offer_of(job(2)))
+    assert (owner, offered) == ("anon:a", False)
+    assert lane.client.llen(lane.jobs_key) == 0  # another start's job never reaches a worker
+
+
+def test_with_nobody_listening_the_stream_is_created_and_not_offered(journal, lane, stream_id):
+    owner, offered = journal.create_and_offer(stream_id, {"owner": "anon:a"}, "stream", {}, lane.offer_of(job(1)))
+    assert (owner, offered) == (None, False)
+    assert journal.meta(stream_id)["owner"] == "anon:a"
+    assert lane.client.exists(lane.jobs_key) == 0
