@@ -15,7 +15,7 @@ import requests
 
 from app.streams.direct import DirectLane
 from tests.conftest import Stack, stack_env
-from tests.support import collect, reply_text, wait_until
+from tests.support import collect, iter_sse, reply_text, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -72,8 +72,8 @@ def timed_reply(stack: Stack, message: str) -> tuple[float, str]:
     return time.monotonic() - started, reply_text(events)
 
 
-def worker(stack: Stack, name: str, **env: str):
-    return stack.start_worker(name, "gevent", "generate", 20, **env)
+def worker(stack: Stack, name: str, concurrency: int = 20, **env: str):
+    return stack.start_worker(name, "gevent", "generate", concurrency, **env)
 
 
 def test_a_listening_worker_starts_the_reply_without_celery(direct_stack):
@@ -128,3 +128,29 @@ def test_no_listener_means_no_offer_and_no_grace(direct_stack, lane):
     assert after["celery"] - before["celery"] == 1
     assert after["celery_after_offer"] == before["celery_after_offer"]
     assert lane.client.llen(lane.jobs_key) == 0
+
+
+def test_a_worker_at_capacity_stops_listening(direct_stack):
+    # One reply at a time: while the first runs, the worker takes no offer, so the web offers none
+    # and sends the second job through Celery at once (no grace), where it waits for the pool.
+    process = worker(direct_stack, "one-at-a-time-worker", concurrency=1)
+    try:
+        token = direct_stack.anon_token()
+        before = dispatch_counts(direct_stack)
+        long_reply = direct_stack.post_stream(token, {"message": "#chunks=60 #gap=50", "model": "gpt-4o-mini"})
+        assert long_reply.status_code == 200, long_reply.text
+        long_events = iter_sse(long_reply)
+        assert next(e for e in long_events if e.event != "stream").event == "message_chunk"  # it runs
+        _, text = timed_reply(direct_stack, "echo:after the long one")
+        rest = [e for e in long_events if e.event != "heartbeat"]
+        long_reply.close()
+        wait_until(
+            lambda: sum(dispatch_counts(direct_stack).values()) - sum(before.values()) >= 2, GRACE_S + 5, "counts"
+        )
+        after = dispatch_counts(direct_stack)
+    finally:
+        process.stop()
+    assert rest[-1].event == "done" and text == "after the long one"
+    assert after["direct"] - before["direct"] == 1
+    assert after["celery"] - before["celery"] == 1
+    assert after["celery_after_offer"] == before["celery_after_offer"]
