@@ -33,6 +33,8 @@ RETRY_MAX_S = 2.0
 
 
 class DirectListener:
+    """The listening green thread of one worker process, and the offers it starts in `pool`."""
+
     def __init__(self, app: Flask, lane: DirectLane, pool: Any) -> None:
         self.app = app
         self.lane = lane
